@@ -1,0 +1,86 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises with a message that names the argument, the value received and what is
+allowed, so that a user's mistake reads as one clear line rather than a deep traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, or raise if it is not finite and > 0 (>= 0 if allowed)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    bound = ">= 0" if allow_zero else "> 0"
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return x
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """Raise unless ``value`` is one of ``choices`` (the message lists them)."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_tensor(
+    name: str,
+    value: Any,
+    ndim: int | tuple[int, ...] | None = None,
+    floating: bool = False,
+) -> torch.Tensor:
+    """Raise unless ``value`` is a tensor with the given number of dimensions (and float dtype)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.dim() not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+                f"got shape {tuple(value.shape)}"
+            )
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    return value
+
+
+def check_finite(name: str, value: torch.Tensor, step: int | None = None) -> torch.Tensor:
+    """Raise ``FloatingPointError`` if ``value`` has a NaN or infinity (naming the step if given)."""
+    if not bool(torch.isfinite(value).all()):
+        where = f" at step {step}" if step is not None else ""
+        raise FloatingPointError(f"{name} is not finite{where}: {value.detach().flatten()[:8]}")
+    return value
+
+
+def check_dtype(name: str, dtype: Any) -> torch.dtype:
+    """Raise unless ``dtype`` is a floating torch dtype."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"{name} must be a floating torch dtype such as torch.float32 or torch.float64, "
+            f"got {dtype!r}"
+        )
+    return dtype

@@ -1,0 +1,21 @@
+"""SGD and SG-MCMC as approximate posterior samplers, and the Langevin SDEs that describe them.
+
+Ships as ``bayesdepth.inference``; it is not importable as a top-level ``inference``.
+"""
+
+if __name__ == "inference":  # imported from the source tree under the wrong name
+    raise ImportError(
+        "the folder 'inference/' is the package 'bayesdepth.inference'; "
+        "use 'from bayesdepth import inference' instead of 'import inference'"
+    )
+
+# --- samplers (issue 5): imports go here ---
+# --- end samplers ---
+
+# --- langevin (issue 6): imports go here ---
+# --- end langevin ---
+
+__all__ = [
+    # --- samplers names ---
+    # --- langevin names ---
+]

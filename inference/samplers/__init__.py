@@ -1,0 +1,1 @@
+"""SG-MCMC and SGD samplers: one algorithm per module, pure init/step over a chain dimension."""
