@@ -69,7 +69,7 @@ def check_tensor(
 
 
 def check_finite(name: str, value: torch.Tensor, step: int | None = None) -> torch.Tensor:
-    """Raise ``FloatingPointError`` if ``value`` has a NaN or infinity (naming the step if given)."""
+    """Raise ``FloatingPointError`` if ``value`` has a NaN or infinity (naming the step)."""
     if not bool(torch.isfinite(value).all()):
         where = f" at step {step}" if step is not None else ""
         raise FloatingPointError(f"{name} is not finite{where}: {value.detach().flatten()[:8]}")

@@ -119,9 +119,8 @@ def toy_regression_1d(
     check_dtype("dtype", dtype)
     g = _generator(seed)
     half = num_points // 2
-    raw = torch.cat(
-        [torch.linspace(0, 2, half, dtype=torch.float64), torch.linspace(6, 8, half, dtype=torch.float64)]
-    )
+    f64 = torch.float64
+    raw = torch.cat([torch.linspace(0, 2, half, dtype=f64), torch.linspace(6, 8, half, dtype=f64)])
     y = raw.cos() + noise_scale * torch.randn(num_points, generator=g, dtype=torch.float64)
     grid = torch.linspace(-2, 8, num_test, dtype=torch.float64)
     return RegressionData(
@@ -202,7 +201,8 @@ def two_moons(
     t_b = torch.linspace(0, math.pi, n_b, dtype=torch.float64)
     a = torch.stack([t_a.cos(), t_a.sin()], -1)
     b = torch.stack([1 - t_b.cos(), 0.5 - t_b.sin()], -1)
-    x = torch.cat([a, b]) + noise_scale * torch.randn(num_points, 2, generator=g, dtype=torch.float64)
+    noise = torch.randn(num_points, 2, generator=g, dtype=torch.float64)
+    x = torch.cat([a, b]) + noise_scale * noise
     y = torch.cat([torch.zeros(n_a), torch.ones(n_b)]).long()
     perm = torch.randperm(num_points, generator=g)
     return x[perm].to(dtype), y[perm]

@@ -1,0 +1,112 @@
+"""A Bayesian multilayer perceptron: the finite-depth baseline for the continuous-depth models.
+
+Every weight and bias has an independent ``Normal(0, prior_scale)`` prior (a Pyro ``PyroSample``),
+so the model works with any Pyro guide (``AutoNormal`` + :class:`~bayesdepth.STLTrace_ELBO` for
+mean-field variational inference) and with the SG-MCMC samplers of ``bayesdepth.inference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, PyroSample
+from torch import nn
+
+from ._validation import check_choice, check_positive, check_positive_int, check_tensor
+
+__all__ = ["BayesianMLP"]
+
+LIKELIHOODS = ("gaussian", "categorical")
+
+
+class BayesianMLP(PyroModule):
+    """Bayesian MLP ``x -> tanh layers -> output`` with Gaussian or categorical likelihood.
+
+    Args:
+        in_features: input dimension.
+        out_features: 1 for regression, the number of classes for classification.
+        hidden: widths of the hidden layers.
+        likelihood: ``"gaussian"`` (targets of shape (n,)) or ``"categorical"`` (integer labels).
+        prior_scale: standard deviation of the Normal prior on every weight and bias.
+        noise_scale: observation noise of the Gaussian likelihood; ``None`` makes it a latent
+            site ``"noise_scale"`` with a ``HalfNormal(1)`` prior.
+
+    ``model(x, y=None, subsample_size=None)`` puts the likelihood in ``pyro.plate("data")`` so
+    minibatches are scaled by ``N / B``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int = 1,
+        hidden: Sequence[int] = (32,),
+        likelihood: str = "gaussian",
+        prior_scale: float = 1.0,
+        noise_scale: float | None = 0.1,
+    ) -> None:
+        super().__init__()
+        in_features = check_positive_int("in_features", in_features)
+        out_features = check_positive_int("out_features", out_features)
+        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
+        prior_scale = check_positive("prior_scale", prior_scale)
+        self.noise_scale = None if noise_scale is None else check_positive("noise_scale",
+                                                                           noise_scale)
+        widths = [in_features, *(check_positive_int("hidden", h) for h in hidden), out_features]
+        self.in_features = in_features
+        self.layers = PyroModule[nn.ModuleList](
+            [PyroModule[nn.Linear](a, b) for a, b in pairwise(widths)]
+        )
+        # A buffer, so the priors follow .to(device) and .double() of the module.
+        self.register_buffer("prior_scale", torch.tensor(prior_scale))
+        for layer, (a, b) in zip(self.layers, pairwise(widths)):
+            layer.weight = PyroSample(lambda _, shape=(b, a): self._prior(shape))
+            layer.bias = PyroSample(lambda _, shape=(b,): self._prior(shape))
+
+    def _prior(self, shape: tuple[int, ...]) -> dist.Distribution:
+        zero = torch.zeros((), dtype=self.prior_scale.dtype, device=self.prior_scale.device)
+        return dist.Normal(zero, self.prior_scale).expand(shape).to_event(len(shape))
+
+    def net(self, x: torch.Tensor) -> torch.Tensor:
+        """Network output (logits or the regression mean) for inputs ``x`` of shape (n, d)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.tanh(x)
+        return x
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, subsample_size: int | None = None
+    ) -> torch.Tensor:
+        """The Pyro model: priors, then the likelihood of ``y`` inside the data plate."""
+        check_tensor("x", x, ndim=2, floating=True)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x must have {self.in_features} features (shape (n, {self.in_features})), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if y is not None and y.shape[0] != x.shape[0]:
+            raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {tuple(y.shape)}")
+        for layer in self.layers:  # sample the global weights outside the data plate
+            layer.weight, layer.bias  # noqa: B018
+        if self.likelihood == "gaussian":
+            scale = (
+                pyro.sample("noise_scale", dist.HalfNormal(x.new_tensor(1.0)))
+                if self.noise_scale is None
+                else x.new_tensor(self.noise_scale)
+            )
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size) as idx:
+            out = self.net(x[idx])
+            obs = None if y is None else y[idx]
+            if self.likelihood == "gaussian":
+                return pyro.sample("obs", dist.Normal(out.squeeze(-1), scale), obs=obs)
+            return pyro.sample("obs", dist.Categorical(logits=out), obs=obs)
+
+    def model(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, subsample_size: int | None = None
+    ) -> torch.Tensor:
+        """Alias of calling the module: the Pyro model ``model(x, y=None, subsample_size=None)``."""
+        return self(x, y, subsample_size)
