@@ -15,6 +15,16 @@ from .stl import STLTrace_ELBO
 # --- end sde ---
 
 # --- anode (issue 4): augmented neural ODE imports go here ---
+# isort: split
+from .anode import (
+    AugmentedNeuralODE,
+    BayesianAugmentedNODE,
+    ODESolver,
+    ODESolverError,
+    SolveCost,
+    train_anode,
+)
+
 # --- end anode ---
 
 __version__ = "0.1.0"
@@ -25,4 +35,10 @@ __all__ = [
     "metrics",
     # --- sde names ---
     # --- anode names ---
+    "AugmentedNeuralODE",
+    "BayesianAugmentedNODE",
+    "ODESolver",
+    "ODESolverError",
+    "SolveCost",
+    "train_anode",
 ]

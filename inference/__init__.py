@@ -10,6 +10,12 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
     )
 
 # --- samplers (issue 5): imports go here ---
+from . import samplers, schedules
+from .potentials import Potential, module_potential, pyro_potential
+from .runner import Chains, sample
+from .samplers import PSGLD, SGD, SGHMC, SGLD, SVAG, Sampler, SamplerState
+from .schedules import Constant, CyclicalCosine
+
 # --- end samplers ---
 
 # --- langevin (issue 6): imports go here ---
@@ -17,5 +23,21 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
 
 __all__ = [
     # --- samplers names ---
+    "PSGLD",
+    "SGD",
+    "SGHMC",
+    "SGLD",
+    "SVAG",
+    "Chains",
+    "Constant",
+    "CyclicalCosine",
+    "Potential",
+    "Sampler",
+    "SamplerState",
+    "module_potential",
+    "pyro_potential",
+    "sample",
+    "samplers",
+    "schedules",
     # --- langevin names ---
 ]

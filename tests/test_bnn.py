@@ -46,5 +46,5 @@ def test_classifier_and_bad_input():
         BayesianMLP(3, likelihood="poisson")
     with pytest.raises(ValueError, match="prior_scale"):
         BayesianMLP(3, prior_scale=0)
-    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
         net.model([[1.0, 2.0, 3.0]])
