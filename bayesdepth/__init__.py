@@ -12,6 +12,18 @@ from . import data, metrics
 from .stl import STLTrace_ELBO
 
 # --- sde (issue 3): SDE-BNN imports go here ---
+# isort: split
+from .sde import (
+    BottleneckDrift,
+    EulerPath,
+    OUPrior,
+    PosteriorDrift,
+    SDEBNNBlock,
+    SDEBNNClassifier,
+    SDEBNNRegressor,
+)
+from .training import FitHistory, KLOnlyTrace_ELBO, fit
+
 # --- end sde ---
 
 # --- anode (issue 4): augmented neural ODE imports go here ---
@@ -34,6 +46,16 @@ __all__ = [
     "data",
     "metrics",
     # --- sde names ---
+    "BottleneckDrift",
+    "EulerPath",
+    "FitHistory",
+    "KLOnlyTrace_ELBO",
+    "OUPrior",
+    "PosteriorDrift",
+    "SDEBNNBlock",
+    "SDEBNNClassifier",
+    "SDEBNNRegressor",
+    "fit",
     # --- anode names ---
     "AugmentedNeuralODE",
     "BayesianAugmentedNODE",

@@ -13,10 +13,13 @@ from itertools import pairwise
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
+from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
 from ._validation import check_choice, check_positive, check_positive_int, check_tensor
+from .predictive import RegressionPrediction, average_probabilities, regression_prediction
 
 __all__ = ["BayesianMLP"]
 
@@ -36,7 +39,9 @@ class BayesianMLP(PyroModule):
             site ``"noise_scale"`` with a ``HalfNormal(1)`` prior.
 
     ``model(x, y=None, subsample_size=None)`` puts the likelihood in ``pyro.plate("data")`` so
-    minibatches are scaled by ``N / B``.
+    minibatches are scaled by ``N / B``. ``guide`` is a mean-field ``AutoNormal`` (initial scale
+    ``init_scale``) ready for SVI; ``predict`` summarises the posterior predictive from that
+    guide or from posterior draws (e.g. SG-MCMC chains).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class BayesianMLP(PyroModule):
         likelihood: str = "gaussian",
         prior_scale: float = 1.0,
         noise_scale: float | None = 0.1,
+        init_scale: float = 0.01,
     ) -> None:
         super().__init__()
         in_features = check_positive_int("in_features", in_features)
@@ -65,6 +71,10 @@ class BayesianMLP(PyroModule):
         for layer, (a, b) in zip(self.layers, pairwise(widths)):
             layer.weight = PyroSample(lambda _, shape=(b, a): self._prior(shape))
             layer.bias = PyroSample(lambda _, shape=(b,): self._prior(shape))
+        init_scale = check_positive("init_scale", init_scale)
+        # Kept out of the module tree so its parameters are not the model's.
+        self.__dict__["guide"] = AutoNormal(poutine.block(self.model, hide=["obs"]),
+                                            init_scale=init_scale)
 
     def _prior(self, shape: tuple[int, ...]) -> dist.Distribution:
         zero = torch.zeros((), dtype=self.prior_scale.dtype, device=self.prior_scale.device)
@@ -90,23 +100,67 @@ class BayesianMLP(PyroModule):
             )
         if y is not None and y.shape[0] != x.shape[0]:
             raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {tuple(y.shape)}")
-        for layer in self.layers:  # sample the global weights outside the data plate
-            layer.weight, layer.bias  # noqa: B018
-        if self.likelihood == "gaussian":
-            scale = (
-                pyro.sample("noise_scale", dist.HalfNormal(x.new_tensor(1.0)))
-                if self.noise_scale is None
-                else x.new_tensor(self.noise_scale)
-            )
+        scale = self._sample_globals(x)
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size) as idx:
             out = self.net(x[idx])
+            pyro.deterministic("f", out.squeeze(-1) if self.likelihood == "gaussian" else out)
             obs = None if y is None else y[idx]
             if self.likelihood == "gaussian":
                 return pyro.sample("obs", dist.Normal(out.squeeze(-1), scale), obs=obs)
             return pyro.sample("obs", dist.Categorical(logits=out), obs=obs)
+
+    def _sample_globals(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Draw every weight (outside any plate) and the noise scale; returns the noise scale."""
+        for layer in self.layers:
+            layer.weight, layer.bias  # noqa: B018  (PyroSample attributes sample on access)
+        if self.likelihood != "gaussian":
+            return None
+        if self.noise_scale is None:
+            return pyro.sample("noise_scale", dist.HalfNormal(x.new_tensor(1.0)))
+        return x.new_tensor(self.noise_scale)
 
     def model(
         self, x: torch.Tensor, y: torch.Tensor | None = None, subsample_size: int | None = None
     ) -> torch.Tensor:
         """Alias of calling the module: the Pyro model ``model(x, y=None, subsample_size=None)``."""
         return self(x, y, subsample_size)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: torch.Tensor,
+        num_samples: int = 64,
+        posterior_samples: dict[str, torch.Tensor] | None = None,
+    ) -> RegressionPrediction | torch.Tensor:
+        """Posterior predictive at ``x`` from the guide, or from ``posterior_samples``.
+
+        Args:
+            x: inputs (n, in_features).
+            num_samples: draws from ``self.guide`` (ignored with ``posterior_samples``).
+            posterior_samples: ``{site: (S, *shape)}`` weight draws, e.g. SG-MCMC chains with
+                chains and draws flattened together.
+
+        Returns:
+            :class:`~bayesdepth.predictive.RegressionPrediction` for the Gaussian likelihood (the
+            noise is the fixed ``noise_scale`` or the mean of the ``noise_scale`` draws), class
+            probabilities (n, classes) averaged over draws for the categorical one.
+        """
+        if posterior_samples is not None:
+            num_samples = len(next(iter(posterior_samples.values())))
+            runs = (poutine.condition(self.model, {k: v[i] for k, v in posterior_samples.items()})
+                    for i in range(num_samples))
+        else:
+            num_samples = check_positive_int("num_samples", num_samples)
+            runs = (poutine.replay(self.model, trace=poutine.trace(self.guide).get_trace(x))
+                    for _ in range(num_samples))
+        f, noise = [], []
+        for run in runs:
+            trace = poutine.trace(run).get_trace(x)
+            f.append(trace.nodes["f"]["value"])
+            if "noise_scale" in trace.nodes:
+                noise.append(trace.nodes["noise_scale"]["value"])
+        f = torch.stack(f)
+        if self.likelihood == "categorical":
+            return average_probabilities(f)
+        noise = self.noise_scale if self.noise_scale is not None else torch.stack(noise).mean()
+        return regression_prediction(f, noise)

@@ -26,6 +26,13 @@ class UsageError(Exception):
     """A mistake in what the user asked for; reported as one line with exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with default options")
     parser.add_argument("--out", type=Path, default=Path(out_default), help="output folder")
@@ -49,7 +56,7 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the documentation and the tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayesdepth",
         description="Continuous-depth Bayesian neural networks: fit, sample, diagnose, theory.",
     )
@@ -89,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--temperature", type=float, default=1.0)
     smp.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: all)")
     smp.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder")
+    smp.add_argument("--checkpoint-every", type=int, default=100,
+                     help="draws between checkpoints (default 100)")
     smp.add_argument("--resume", action="store_true", help="continue from --checkpoint")
 
     dia = sub.add_parser("diagnose", help="summary and plots of a posterior netCDF file")

@@ -56,15 +56,12 @@ def bayesian_network(model: str, problem, hidden: int = 16):
         from .bnn import BayesianMLP
 
         return BayesianMLP(problem.in_features, out, hidden=(hidden,), likelihood=likelihood)
-    from .anode import BayesianAugmentedNODE
-
-    return BayesianAugmentedNODE(problem.in_features, out, likelihood=likelihood)
+    return variational_model("anode", problem)
 
 
 def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn"):
     """Run ``args.chains`` chains of the chosen sampler; write posterior.nc, summary and plots."""
     from . import inference as bi
-    from .inference import diagnostics
 
     device = _device(args)
     problem = problem.to(device)
@@ -75,7 +72,7 @@ def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn")
     chains = bi.sample(
         potential, sampler, num_chains=args.chains, num_draws=args.draws, warmup=args.warmup,
         thin=args.thin, seed=args.seed, progress=not args.quiet, checkpoint=args.checkpoint,
-        resume=args.resume, on_nonfinite="stop_chain",
+        checkpoint_every=args.checkpoint_every, resume=args.resume, on_nonfinite="stop_chain",
     )
     idata = chains.to_arviz()
     files = write_diagnostics(idata, out, "posterior")
@@ -172,13 +169,140 @@ def _write_history(path: Path, losses) -> None:
         writer.writerows(enumerate(losses, start=1))
 
 
-def fit(args: argparse.Namespace) -> dict[str, Any]:  # filled in below
-    raise NotImplementedError
+def variational_model(model: str, problem, steps: int = 10):
+    """A model object with ``model``, ``guide`` and ``predict`` for ``fit``."""
+    out = 1 if problem.is_regression else problem.num_classes
+    if model == "sdebnn":
+        from .sde import SDEBNNClassifier, SDEBNNRegressor
+
+        if problem.is_regression:
+            return SDEBNNRegressor(problem.in_features, width=16, steps=steps)
+        return SDEBNNClassifier(problem.in_features, problem.num_classes, width=16, steps=steps)
+    if model == "anode":
+        from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, ODESolver
+
+        net = AugmentedNeuralODE(problem.in_features, out, augment_dim=1, hidden=16,
+                                 solver=ODESolver(method="rk4", step_size=0.25))
+        likelihood = "gaussian" if problem.is_regression else "categorical"
+        return BayesianAugmentedNODE(net, likelihood=likelihood)
+    from .bnn import BayesianMLP
+
+    likelihood = "gaussian" if problem.is_regression else "categorical"
+    return BayesianMLP(problem.in_features, out, hidden=(32,), likelihood=likelihood)
+
+
+def predictive_summary(net, problem, num_samples: int, out: Path) -> tuple[dict, list]:
+    """Metrics on the test data (or a band plot for 1-D regression); returns (metrics, figures)."""
+    from . import metrics
+    from .plotting import predictive_band
+
+    pred = net.predict(problem.x_test, num_samples=num_samples)
+    figures = []
+    if not problem.is_regression:
+        probs = pred
+        values = {
+            "test_accuracy": metrics.accuracy(probs, problem.y_test),
+            "test_nll": metrics.nll(probs, problem.y_test),
+            "test_ece": metrics.expected_calibration_error(probs, problem.y_test),
+        }
+        return values, figures
+    values = {}
+    if problem.y_test is not None:
+        values["test_rmse"] = metrics.rmse(pred.mean, problem.y_test)
+    train = net.predict(problem.x, num_samples=num_samples)
+    values["train_rmse"] = metrics.rmse(train.mean, problem.y)
+    if problem.in_features == 1:
+        figures.append(predictive_band(problem.x, problem.y, problem.x_test, pred.mean, pred.sd,
+                                       out / "predictive.png"))
+    return values, figures
+
+
+def fit(args: argparse.Namespace) -> dict[str, Any]:
+    """``bayesdepth fit``: SVI with the chosen estimator; writes history, curve and predictions."""
+    import pyro
+
+    from .plotting import loss_curve
+    from .problems import load_problem
+    from .training import fit as run_svi
+
+    if args.estimator == "kl" and args.model != "sdebnn":
+        raise ValueError("estimator 'kl' (KL-only) applies to weight paths: use --model sdebnn")
+    problem = load_problem(args.data, args.target, args.task, args.seed).to(_device(args))
+    pyro.clear_param_store()
+    pyro.set_rng_seed(args.seed)
+    net = variational_model(args.model, problem).to(problem.x.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    history = run_svi(net.model, net.guide, problem.x, problem.y, num_steps=args.steps,
+                      lr=args.lr, estimator=args.estimator, batch_size=args.batch_size,
+                      progress=not args.quiet, seed=args.seed)
+    _write_history(out / "history.csv", history.loss)
+    figures = [loss_curve(history.loss, out / "elbo.png")]
+    values, more = predictive_summary(net, problem, args.num_samples, out)
+    figures += more
+    summary = {"command": "fit", "model": args.model, "data": problem.name,
+               "estimator": args.estimator, "steps": history.steps,
+               "final_loss": history.loss[-1], "seconds": history.seconds, **values,
+               "files": [str(f) for f in figures] + [str(out / "history.csv")]}
+    (out / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    _say(args, f"fit {args.model} on {problem.name}: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in values.items()) + f"; wrote {out}")
+    return summary
+
+
+def langevin_problem(problem: str, target: str | None, seed: int):
+    """Bayesian linear regression (a quadratic loss) with its exact posterior.
+
+    ``"quadratic"``: the embedded generator (d = 5, N = 100); a CSV path: standardised features
+    and target, prior N(0, I), noise scale set to the residual sd of least squares.
+    """
+    from . import data
+    from .tabular import read_csv
+
+    if problem == "quadratic":
+        return data.linear_regression(num_points=100, dim=5, seed=seed)
+    if not problem.lower().endswith(".csv"):
+        raise ValueError(f"problem must be 'quadratic' or a path to a CSV file, got {problem!r}")
+    if target is None:
+        raise ValueError(f"target: a CSV file ({problem}) needs --target naming the label column")
+    table = read_csv(problem, target=target, dtype=torch.float64)
+    x = (table.x - table.x.mean(0)) / table.x.std(0).clamp_min(1e-12)
+    y = (table.y - table.y.mean()) / table.y.std().clamp_min(1e-12)
+    if len(y) <= x.shape[1] + 1:
+        raise ValueError(f"{problem}: need more rows ({len(y)}) than features + 1 ({x.shape[1]})")
+    residual = y - x @ torch.linalg.lstsq(x, y.unsqueeze(-1)).solution.squeeze(-1)
+    noise = float(residual.std().clamp_min(1e-3))
+    return data.conjugate_linear_regression(x, y, prior_scale=1.0, noise_scale=noise)
 
 
 def langevin(args: argparse.Namespace) -> dict[str, Any]:
-    raise NotImplementedError
+    """``bayesdepth langevin``: constant SGD's stationary covariance, predicted and measured."""
+    from .inference.compare import sgd_vs_prediction
+
+    problem = langevin_problem(args.problem, args.target, args.seed)
+    out = Path(args.out)
+    result = sgd_vs_prediction(
+        problem, lr=args.lr, batch_size=args.batch_size, momentum=args.momentum,
+        weight_decay=args.weight_decay, num_chains=args.chains, num_draws=args.steps,
+        seed=args.seed, out=out,
+    )
+    se = float(result.standard_error.norm() / result.predicted.norm())
+    summary = {
+        "command": "langevin", "problem": args.problem, "lr": args.lr,
+        "batch_size": args.batch_size, "momentum": args.momentum,
+        "relative_error": result.relative_error, "relative_standard_error": se,
+        "kl_to_laplace": result.kl_to_laplace, "figure": str(result.figure),
+    }
+    (out / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    _say(args, f"SGD covariance vs Langevin prediction: relative Frobenius error "
+               f"{result.relative_error:.3%} (Monte-Carlo standard error {se:.3%}); "
+               f"KL to the Laplace posterior {result.kl_to_laplace:.3g}; wrote {result.figure}")
+    return summary
 
 
 def demo(args: argparse.Namespace) -> dict[str, Any]:
-    raise NotImplementedError
+    """``bayesdepth demo``: the main job, end to end on embedded data (see :mod:`.demo`)."""
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), seed=args.seed, quick=args.quick, device=_device(args),
+                    quiet=args.quiet)

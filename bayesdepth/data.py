@@ -12,13 +12,14 @@ move them with ``.to(device)``. Bad arguments raise ``ValueError`` naming the ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import TensorDataset
 
-from ._validation import check_dtype, check_positive, check_positive_int
+from ._validation import check_dtype, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "ClassificationData",
@@ -26,6 +27,7 @@ __all__ = [
     "RegressionData",
     "annuli",
     "anode_1d_map",
+    "conjugate_linear_regression",
     "digits",
     "linear_regression",
     "toy_regression_1d",
@@ -75,7 +77,7 @@ class LinearRegressionData:
 
     x: torch.Tensor
     y: torch.Tensor
-    true_weights: torch.Tensor
+    true_weights: torch.Tensor | None
     prior_scale: float
     noise_scale: float
     posterior_mean: torch.Tensor
@@ -272,14 +274,40 @@ def linear_regression(
     w = prior_scale * torch.randn(dim, generator=g, dtype=torch.float64)
     x = torch.randn(num_points, dim, generator=g, dtype=torch.float64)
     y = x @ w + noise_scale * torch.randn(num_points, generator=g, dtype=torch.float64)
-    precision = torch.eye(dim, dtype=torch.float64) / prior_scale**2 + x.T @ x / noise_scale**2
+    posterior = conjugate_linear_regression(x, y, prior_scale, noise_scale, dtype=dtype)
+    return dataclasses.replace(posterior, true_weights=w.to(dtype))
+
+
+def conjugate_linear_regression(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    prior_scale: float = 1.0,
+    noise_scale: float = 1.0,
+    dtype: torch.dtype | None = None,
+) -> LinearRegressionData:
+    """The exact posterior of ``y = X w + N(0, noise_scale^2)``, ``w ~ N(0, prior_scale^2 I)``.
+
+    Precision ``P = I / prior_scale^2 + X^T X / noise_scale^2``, mean ``P^{-1} X^T y /
+    noise_scale^2``, computed in float64 by a Cholesky solve and returned in ``dtype`` (default:
+    the dtype of ``x``). ``true_weights`` is None.
+    """
+    check_tensor("x", x, ndim=2, floating=True)
+    check_tensor("y", y, ndim=1, floating=True)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have {x.shape[0]} entries like the rows of x, got {len(y)}")
+    prior_scale = check_positive("prior_scale", prior_scale)
+    noise_scale = check_positive("noise_scale", noise_scale)
+    dtype = x.dtype if dtype is None else check_dtype("dtype", dtype)
+    x64, y64 = x.to(torch.float64), y.to(torch.float64)
+    eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
+    precision = eye / prior_scale**2 + x64.T @ x64 / noise_scale**2
     chol = torch.linalg.cholesky(precision)
     cov = torch.cholesky_inverse(chol)
-    mean = torch.cholesky_solve((x.T @ y / noise_scale**2).unsqueeze(-1), chol).squeeze(-1)
+    mean = torch.cholesky_solve((x64.T @ y64 / noise_scale**2).unsqueeze(-1), chol).squeeze(-1)
     return LinearRegressionData(
         x=x.to(dtype),
         y=y.to(dtype),
-        true_weights=w.to(dtype),
+        true_weights=None,
         prior_scale=prior_scale,
         noise_scale=noise_scale,
         posterior_mean=mean.to(dtype),

@@ -1,1 +1,25 @@
-"""SDE-BNN: Bayesian neural networks whose weights follow an SDE in depth (Xu et al. 2022)."""
+"""SDE-BNN: Bayesian neural networks whose weights follow an SDE in depth (Xu et al. 2022).
+
+- :class:`OUPrior`, :class:`BottleneckDrift`, :class:`PosteriorDrift`: the weight processes.
+- :class:`EulerPath`: a weight path on a grid as a Pyro distribution (sampled with torchsde,
+  exact Euler–Maruyama density); :func:`kl_only`: the ``1/2 int |u|^2 dt`` estimator.
+- :class:`SDEBNNBlock`: one block (model part + guide part) to compose in your own Pyro models.
+- :class:`SDEBNNRegressor`, :class:`SDEBNNClassifier`: ready-made models with ``predict``.
+"""
+
+from .block import SDEBNNBlock
+from .models import RegressionPrediction, SDEBNNClassifier, SDEBNNRegressor
+from .paths import EulerPath, kl_only
+from .processes import BottleneckDrift, OUPrior, PosteriorDrift
+
+__all__ = [
+    "BottleneckDrift",
+    "EulerPath",
+    "OUPrior",
+    "PosteriorDrift",
+    "RegressionPrediction",
+    "SDEBNNBlock",
+    "SDEBNNClassifier",
+    "SDEBNNRegressor",
+    "kl_only",
+]

@@ -1,0 +1,254 @@
+"""``SDEBNNBlock``: a hidden state driven by a network whose weights follow an SDE in depth.
+
+Xu, Chen, Li, Duvenaud, "Infinitely Deep Bayesian Neural Networks with Stochastic Differential
+Equations" (AISTATS 2022), equation (4):
+
+    dh/dt = f_h(h, t; w(t)),   dw = f_w(t, w) dt + sigma dB,   t in [0, 1],
+
+where ``w(t)`` is the whole flattened parameter vector of the small MLP ``f_h``
+(``d -> hidden -> d``, ``tanh``). The weight path is *one Pyro sample site* (named
+``"<block name>.w"``), global: it sits outside the data plate and one path is shared by a whole
+minibatch. The prior at that site is the OU chain, the guide puts the posterior chain
+(:class:`~bayesdepth.sde.paths.EulerPath`) there, so ``log q - log p`` is the discrete Girsanov sum
+and any Pyro ELBO trains it. Given the sampled path, ``h`` is integrated on the *same grid* by a
+plain loop (Euler; or Heun/midpoint on the path values), not by torchsde.
+
+Start of the weight path: by default ``w(0)`` is a learned point estimate (as in the paper); with
+``w0="normal"`` it is a latent with prior ``N(0, w0_prior_scale^2 I)`` and a mean-field Normal
+guide, sampled at the site ``"<block name>.w0"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+from .._validation import check_choice, check_positive, check_positive_int
+from .paths import EulerPath, check_grid
+from .processes import BottleneckDrift, OUPrior, PosteriorDrift
+
+__all__ = ["SDEBNNBlock"]
+
+SOLVERS = ("euler", "heun", "midpoint")
+
+
+def _strip_trailing_ones(shape: torch.Size) -> torch.Size:
+    shape = list(shape)
+    while shape and shape[-1] == 1:
+        shape.pop()
+    return torch.Size(shape)
+
+
+class SDEBNNBlock(PyroModule):
+    """One SDE-BNN block: ``h(1)`` from ``h(0)`` through ``dh/dt = f_h(h; w(t))``.
+
+    Use it inside your own Pyro model and guide::
+
+        path = block.model_part()        # in the model, outside the data plate
+        with pyro.plate("data", n, subsample_size=b) as idx:
+            h = block.integrate(h0[idx], path)
+        ...
+        block.guide_part()               # in the guide
+
+    ``block(h)`` does ``integrate(h, model_part())`` in one call (when no plate is open).
+
+    Args:
+        in_features: size of the incoming state ``h``.
+        hidden: width of the MLP ``f_h`` (default: its state size).
+        steps: number K of grid steps on ``[0, t1]`` (uniform grid), or pass ``grid``.
+        prior: the prior process (:class:`OUPrior`; default ``OUPrior(sigma=0.1)``).
+        posterior: the correction ``g_phi(t, w)`` added to the prior drift (any ``nn.Module``
+            drift); default :class:`BottleneckDrift` with ``rank``/``drift_hidden``.
+        augment: zeros appended to ``h`` on entry (ANODE-style augmentation, Dupont et al. 2019).
+        solver: ``"euler"`` (default), ``"heun"`` or ``"midpoint"`` for ``h`` on the path values.
+        w0: ``"point"`` (learned point estimate, default) or ``"normal"`` (a latent).
+        grid: explicit strictly increasing times (overrides ``steps``/``t1``).
+        name: site-name prefix when the block is not a child of another ``PyroModule``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int | None = None,
+        steps: int = 20,
+        t1: float = 1.0,
+        prior: OUPrior | None = None,
+        posterior: nn.Module | None = None,
+        augment: int = 0,
+        solver: str = "euler",
+        w0: str = "point",
+        w0_prior_scale: float = 1.0,
+        rank: int = 16,
+        drift_hidden: int = 32,
+        grid: torch.Tensor | None = None,
+        name: str = "block",
+    ) -> None:
+        super().__init__(name)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.augment = check_positive_int("augment", augment, minimum=0)
+        self.dim = self.in_features + self.augment
+        self.hidden = self.dim if hidden is None else check_positive_int("hidden", hidden)
+        if grid is None:
+            steps = check_positive_int("steps", steps)
+            t1 = check_positive("t1", t1)
+            grid = torch.linspace(0.0, t1, steps + 1)
+        check_grid(grid)
+        self.register_buffer("grid", grid.detach().clone())
+        self._dts = grid.diff().tolist()
+        self.solver = check_choice("solver", solver, SOLVERS)
+        self.w0_mode = check_choice("w0", w0, ("point", "normal"))
+        self.w0_prior_scale = check_positive("w0_prior_scale", w0_prior_scale)
+        self.block_name = name
+        prior = OUPrior(sigma=0.1) if prior is None else prior
+        if not isinstance(prior, nn.Module) or not hasattr(prior, "sigma"):
+            raise TypeError(f"prior must be an OUPrior-like nn.Module with .sigma, got {prior!r}")
+        self.prior = prior
+
+        # f_h's parameter layout: W1 (hidden, dim), b1 (hidden), W2 (dim, hidden), b2 (dim).
+        d, m = self.dim, self.hidden
+        self._sizes = (m * d, m, d * m, d)
+        self.num_weights = sum(self._sizes)
+        parts = (*self._linear_init(m, d), *self._linear_init(d, m))
+        init = torch.cat([t.flatten() for t in parts])
+        if self.w0_mode == "point":
+            self.w0 = nn.Parameter(init)
+        else:
+            self.w0_loc = nn.Parameter(init)
+            self.w0_log_scale = nn.Parameter(torch.full_like(init, math.log(1e-3)))
+        if posterior is None:
+            posterior = BottleneckDrift(self.num_weights, rank=rank, hidden=drift_hidden)
+        elif not isinstance(posterior, nn.Module):
+            raise TypeError(
+                f"posterior must be an nn.Module drift g(t, w), got {type(posterior).__name__}"
+            )
+        self.posterior = PosteriorDrift(prior, posterior)
+        self._check_drift(posterior)
+        self.simulate = None  # None: torchsde (see EulerPath); benchmarks may swap in a loop
+
+    @staticmethod
+    def _linear_init(fan_out: int, fan_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+        layer = nn.Linear(fan_in, fan_out)
+        return layer.weight.detach(), layer.bias.detach()
+
+    def _check_drift(self, drift: nn.Module) -> None:
+        w = torch.zeros(2, self.num_weights)
+        with torch.no_grad():
+            try:
+                out = drift(torch.zeros(()), w.to(next(drift.parameters(), w).dtype))
+            except Exception as exc:  # a drift that cannot take (t, w) at all
+                raise ValueError(
+                    f"posterior drift must accept (t, w) with w of shape "
+                    f"(..., {self.num_weights}); calling it failed: {exc}"
+                ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != w.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"posterior drift must return the shape of w {tuple(w.shape)}, got {got}"
+            )
+
+    # ---------------------------------------------------------------- sample sites
+    def _site(self, suffix: str) -> str:
+        prefix = self._pyro_name or self.block_name
+        return f"{prefix}.{suffix}"
+
+    @property
+    def sigma(self) -> float:
+        return float(self.prior.sigma)
+
+    def prior_path(self, w0: torch.Tensor) -> EulerPath:
+        """The prior chain started at ``w0``."""
+        return EulerPath(self.prior, self.sigma, self.grid, w0, simulate=self.simulate)
+
+    def posterior_path(self, w0: torch.Tensor, generator: torch.Generator | None = None):
+        """The posterior chain started at ``w0``."""
+        return EulerPath(
+            self.posterior, self.sigma, self.grid, w0, generator=generator, simulate=self.simulate
+        )
+
+    def forward(self, h: torch.Tensor | None = None, guide: bool = False):
+        if guide:
+            return self._guide_part()
+        path = self._model_part()
+        return path if h is None else self.integrate(h, path)
+
+    def model_part(self) -> torch.Tensor:
+        """Sample the weight path at site ``"<name>.w"`` under the prior.
+
+        Returns the full path ``(..., K+1, d_w)`` (start included).
+        """
+        return self(None)
+
+    def guide_part(self) -> torch.Tensor:
+        """Sample the weight path at the same site under the posterior (call it in the guide)."""
+        return self(guide=True)
+
+    def _model_part(self) -> torch.Tensor:
+        if self.w0_mode == "point":
+            w0 = self.w0
+        else:
+            scale = torch.full_like(self.w0_loc, self.w0_prior_scale)
+            base = dist.Normal(torch.zeros_like(scale), scale).to_event(1)
+            w0 = pyro.sample(self._site("w0"), base)
+        path = self.prior_path(w0)
+        return path.with_start(pyro.sample(self._site("w"), path))
+
+    def _guide_part(self) -> torch.Tensor:
+        if self.w0_mode == "point":
+            w0 = self.w0
+        else:
+            base = dist.Normal(self.w0_loc, self.w0_log_scale.exp()).to_event(1)
+            w0 = pyro.sample(self._site("w0"), base)
+        path = self.posterior_path(w0)
+        return path.with_start(pyro.sample(self._site("w"), path))
+
+    # ---------------------------------------------------------------- hidden state
+    def _unflatten(self, path: torch.Tensor):
+        lead = path.shape[:-1]
+        w1, b1, w2, b2 = path.split(self._sizes, dim=-1)
+        d, m = self.dim, self.hidden
+        return (
+            w1.reshape(*lead, m, d).transpose(-1, -2),
+            b1.unsqueeze(-2),
+            w2.reshape(*lead, d, m).transpose(-1, -2),
+            b2.unsqueeze(-2),
+        )
+
+    @staticmethod
+    def _field(h, w1t, b1, w2t, b2):
+        return torch.tanh(h @ w1t + b1) @ w2t + b2
+
+    def integrate(self, h: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+        """Integrate ``h`` over the grid given a full weight path ``(..., K+1, d_w)``.
+
+        ``h`` has shape ``(..., n, in_features)``; leading dims of the path (sample or particle
+        dims, trailing singleton plate dims dropped) broadcast against ``h``'s. Returns
+        ``(..., n, in_features + augment)``.
+        """
+        if h.shape[-1] != self.in_features:
+            raise ValueError(
+                f"h must have {self.in_features} features in its last dim, got {tuple(h.shape)}"
+            )
+        if self.augment:
+            h = F.pad(h, (0, self.augment))
+        lead = _strip_trailing_ones(path.shape[:-2])
+        path = path.reshape(*lead, *path.shape[-2:])
+        if len(lead):
+            h = h.reshape((1,) * max(len(lead) + 2 - h.dim(), 0) + h.shape)
+        w1t, b1, w2t, b2 = (p.movedim(len(lead), 0) for p in self._unflatten(path))
+        for k, dt in enumerate(self._dts):
+            f0 = self._field(h, w1t[k], b1[k], w2t[k], b2[k])
+            if self.solver == "euler":
+                h = h + dt * f0
+            elif self.solver == "heun":
+                f1 = self._field(h + dt * f0, w1t[k + 1], b1[k + 1], w2t[k + 1], b2[k + 1])
+                h = h + 0.5 * dt * (f0 + f1)
+            else:  # midpoint, weights averaged over the step
+                mid = [0.5 * (p[k] + p[k + 1]) for p in (w1t, b1, w2t, b2)]
+                h = h + dt * self._field(h + 0.5 * dt * f0, *mid)
+        return h

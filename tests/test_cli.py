@@ -1,0 +1,116 @@
+"""The command line: help, errors as one line with exit status 2, config files, each subcommand."""
+
+import json
+import subprocess
+import sys
+
+import arviz as az
+import pytest
+
+from bayesdepth.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SUBCOMMANDS = ["demo", "fit", "sample", "diagnose", "langevin"]
+
+
+def run_cli(*argv):
+    """The console script in a fresh process: (exit status, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "bayesdepth.cli", *argv],
+                          capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_png(path):
+    assert path.is_file(), path
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "usage: bayesdepth " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fit", "--model", "resnet"], "invalid choice: 'resnet'"),
+        (["fit", "--data", "imagenet"], "data must be one of toy1d, annuli, moons, digits"),
+        (["fit", "--steps", "0", "--quiet"], "steps"),
+        (["sample", "--chains", "0", "--quiet"], "num_chains"),
+        (["diagnose", "missing.nc"], "does not exist"),
+        (["fit", "--config", "missing.toml"], "does not exist"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(argv, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_csv_errors_name_row_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,3\n4,,6\n")
+    assert main(["fit", "--data", str(bad), "--target", "y", "--quiet"]) == 2
+    assert "missing value in row 3, column 'b'" in capsys.readouterr().err
+    assert main(["fit", "--data", str(bad), "--target", "z", "--quiet"]) == 2
+    assert "target column 'z' not found" in capsys.readouterr().err
+    assert bad.read_text() == "a,b,y\n1,2,3\n4,,6\n"
+
+
+def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
+    from bayesdepth.cli import parse_args
+
+    config = tmp_path / "run.toml"
+    config.write_text('seed = 7\n[fit]\nmodel = "bnn"\nsteps = 12\n')
+    args = parse_args(["fit", "--config", str(config), "--steps", "5"])
+    assert (args.model, args.steps, args.seed) == ("bnn", 5, 7)
+    config.write_text("[fit]\nwidth = 3\n")
+    assert main(["fit", "--config", str(config)]) == 2
+    assert "unknown option(s) width" in capsys.readouterr().err
+
+
+def test_sample_then_diagnose(tmp_path):
+    out = tmp_path / "chains"
+    code, stdout, stderr = run_cli(
+        "sample", "--model", "bnn", "--data", "toy1d", "--chains", "2", "--draws", "20",
+        "--warmup", "20", "--out", str(out), "--quiet", "--json",
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["chains"] == 2 and summary["draws"] == 20
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 20
+    assert (out / "summary.csv").read_text().startswith(",mean,sd")
+    assert_png(out / "trace.png")
+    assert_png(out / "rank.png")
+
+    code, stdout, stderr = run_cli("diagnose", str(out / "posterior.nc"), "--out",
+                                   str(tmp_path / "diag"))
+    assert code == 0, stderr
+    assert "r_hat" in stdout
+    for name in ("trace.png", "rank.png", "forest.png"):
+        assert_png(tmp_path / "diag" / name)
+
+
+def test_sample_checkpoint_and_resume(tmp_path):
+    """Six draws with checkpoints, then --resume to twelve: the same as twelve in one go."""
+    common = ["sample", "--chains", "2", "--warmup", "5", "--quiet"]
+    ckpt = tmp_path / "ckpt"
+    code, _, stderr = run_cli(*common, "--draws", "12", "--out", str(tmp_path / "whole"))
+    assert code == 0, stderr
+    code, _, stderr = run_cli(*common, "--draws", "6", "--out", str(tmp_path / "part"),
+                              "--checkpoint", str(ckpt), "--checkpoint-every", "3")
+    assert code == 0, stderr
+    assert any(ckpt.iterdir())
+    code, _, stderr = run_cli(*common, "--draws", "12", "--out", str(tmp_path / "resumed"),
+                              "--checkpoint", str(ckpt), "--resume")
+    assert code == 0, stderr
+    whole = az.from_netcdf(tmp_path / "whole" / "posterior.nc").posterior
+    resumed = az.from_netcdf(tmp_path / "resumed" / "posterior.nc").posterior
+    assert resumed.sizes["draw"] == 12
+    for name in whole.data_vars:
+        assert (whole[name].values == resumed[name].values).all(), name
