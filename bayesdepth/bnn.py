@@ -126,6 +126,35 @@ class BayesianMLP(PyroModule):
         return self(x, y, subsample_size)
 
     @torch.no_grad()
+    def function_draws(
+        self,
+        x: torch.Tensor,
+        num_samples: int = 64,
+        posterior_samples: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Network outputs at ``x`` for each weight draw, and the noise-scale draws.
+
+        Draws come from ``self.guide`` (``num_samples`` of them) or from ``posterior_samples``
+        (``{site: (S, *shape)}``, e.g. SG-MCMC chains with chains and draws flattened together).
+        Returns ``f`` of shape (S, n) for regression or (S, n, classes) logits, and the
+        ``noise_scale`` draws (S,) when the noise is a latent site (else None).
+        """
+        if posterior_samples is not None:
+            num_samples = len(next(iter(posterior_samples.values())))
+            runs = (poutine.condition(self.model, {k: v[i] for k, v in posterior_samples.items()})
+                    for i in range(num_samples))
+        else:
+            num_samples = check_positive_int("num_samples", num_samples)
+            runs = (poutine.replay(self.model, trace=poutine.trace(self.guide).get_trace(x))
+                    for _ in range(num_samples))
+        f, noise = [], []
+        for run in runs:
+            trace = poutine.trace(run).get_trace(x)
+            f.append(trace.nodes["f"]["value"])
+            if "noise_scale" in trace.nodes:
+                noise.append(trace.nodes["noise_scale"]["value"])
+        return torch.stack(f), (torch.stack(noise) if noise else None)
+
     def predict(
         self,
         x: torch.Tensor,
@@ -145,22 +174,7 @@ class BayesianMLP(PyroModule):
             noise is the fixed ``noise_scale`` or the mean of the ``noise_scale`` draws), class
             probabilities (n, classes) averaged over draws for the categorical one.
         """
-        if posterior_samples is not None:
-            num_samples = len(next(iter(posterior_samples.values())))
-            runs = (poutine.condition(self.model, {k: v[i] for k, v in posterior_samples.items()})
-                    for i in range(num_samples))
-        else:
-            num_samples = check_positive_int("num_samples", num_samples)
-            runs = (poutine.replay(self.model, trace=poutine.trace(self.guide).get_trace(x))
-                    for _ in range(num_samples))
-        f, noise = [], []
-        for run in runs:
-            trace = poutine.trace(run).get_trace(x)
-            f.append(trace.nodes["f"]["value"])
-            if "noise_scale" in trace.nodes:
-                noise.append(trace.nodes["noise_scale"]["value"])
-        f = torch.stack(f)
+        f, noise = self.function_draws(x, num_samples, posterior_samples)
         if self.likelihood == "categorical":
             return average_probabilities(f)
-        noise = self.noise_scale if self.noise_scale is not None else torch.stack(noise).mean()
-        return regression_prediction(f, noise)
+        return regression_prediction(f, self.noise_scale if noise is None else noise.mean())

@@ -38,6 +38,8 @@ def _common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--out", type=Path, default=Path(out_default), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: fastest for these small models)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
@@ -162,7 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesdepth`` console script; returns the exit status."""
     try:
         args = parse_args(argv)
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
         from . import commands
+
+        torch.set_num_threads(args.threads)
 
         summary = getattr(commands, args.command)(args)
     except SystemExit as exc:  # argparse: --help (0) or a bad flag (2)
@@ -170,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError, FileNotFoundError) as exc:
         print(f"bayesdepth: error: {exc}", file=sys.stderr)
         return 2
+    except (FloatingPointError, RuntimeError) as exc:  # numerical failure: no traceback either
+        if type(exc) is RuntimeError:  # a bug, not a numerical failure: show the traceback
+            raise
+        print(f"bayesdepth: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bayesdepth: interrupted", file=sys.stderr)
         return 130

@@ -48,7 +48,7 @@ def make_sampler(name: str, lr: float | None, temperature: float = 1.0):
     raise ValueError(f"sampler must be one of {', '.join(DEFAULT_LR)}, got {name!r}")
 
 
-def bayesian_network(model: str, problem, hidden: int = 16):
+def bayesian_network(model: str, problem, hidden: int = 16, seed: int = 0):
     """The Bayesian network used by ``sample`` (an MLP or a Bayesian ANODE)."""
     out = 1 if problem.is_regression else problem.num_classes
     likelihood = "gaussian" if problem.is_regression else "categorical"
@@ -56,7 +56,10 @@ def bayesian_network(model: str, problem, hidden: int = 16):
         from .bnn import BayesianMLP
 
         return BayesianMLP(problem.in_features, out, hidden=(hidden,), likelihood=likelihood)
-    return variational_model("anode", problem)
+    from .anode import ODESolver
+
+    # A fixed-step solver: chains visit weights where an adaptive solver's steps would collapse.
+    return variational_model("anode", problem, seed, solver=ODESolver("rk4", step_size=0.25))
 
 
 def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn"):
@@ -65,12 +68,16 @@ def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn")
 
     device = _device(args)
     problem = problem.to(device)
-    net = bayesian_network(model, problem).to(problem.x.device)
+    net = bayesian_network(model, problem, seed=args.seed).to(problem.x.device)
     potential = bi.pyro_potential(net.model, problem.x, problem.y,
                                   subsample_size=args.batch_size)
     sampler = make_sampler(args.sampler, args.lr, args.temperature)
+    init = None
+    if model == "anode":  # start every chain at the maximum-likelihood network
+        init = {f"net.{name}": p.detach().expand(args.chains, *p.shape).clone()
+                for name, p in net.arch.named_parameters()}
     chains = bi.sample(
-        potential, sampler, num_chains=args.chains, num_draws=args.draws, warmup=args.warmup,
+        potential, sampler, num_chains=args.chains, init=init, num_draws=args.draws, warmup=args.warmup,
         thin=args.thin, seed=args.seed, progress=not args.quiet, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, resume=args.resume, on_nonfinite="stop_chain",
     )
@@ -169,25 +176,32 @@ def _write_history(path: Path, losses) -> None:
         writer.writerows(enumerate(losses, start=1))
 
 
-def variational_model(model: str, problem, steps: int = 10):
-    """A model object with ``model``, ``guide`` and ``predict`` for ``fit``."""
+def variational_model(model: str, problem, seed: int = 0, steps: int = 10, solver=None):
+    """A model object with ``model``, ``guide`` and ``predict`` for ``fit`` and ``sample``.
+
+    The Bayesian ANODE's guide starts at a network first trained by maximum likelihood
+    (200 Adam steps), which is much faster than starting SVI from a random network.
+    """
     out = 1 if problem.is_regression else problem.num_classes
+    likelihood = "gaussian" if problem.is_regression else "categorical"
     if model == "sdebnn":
         from .sde import SDEBNNClassifier, SDEBNNRegressor
 
         if problem.is_regression:
-            return SDEBNNRegressor(problem.in_features, width=16, steps=steps)
+            return SDEBNNRegressor(problem.in_features, width=16, steps=steps, noise=0.1)
         return SDEBNNClassifier(problem.in_features, problem.num_classes, width=16, steps=steps)
     if model == "anode":
-        from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, ODESolver
+        from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, train_anode
 
-        net = AugmentedNeuralODE(problem.in_features, out, augment_dim=1, hidden=16,
-                                 solver=ODESolver(method="rk4", step_size=0.25))
-        likelihood = "gaussian" if problem.is_regression else "categorical"
-        return BayesianAugmentedNODE(net, likelihood=likelihood)
+        net = AugmentedNeuralODE(problem.in_features, out, augment_dim=1, hidden=32,
+                                 solver=solver)
+        net = net.to(device=problem.x.device, dtype=problem.x.dtype)
+        loss = "mse" if problem.is_regression else "cross_entropy"
+        train_anode(net, problem.x, problem.y, loss=loss, steps=200,
+                    batch_size=min(128, len(problem.x)), seed=seed)
+        return BayesianAugmentedNODE(net, likelihood=likelihood, noise_scale=0.1)
     from .bnn import BayesianMLP
 
-    likelihood = "gaussian" if problem.is_regression else "categorical"
     return BayesianMLP(problem.in_features, out, hidden=(32,), likelihood=likelihood)
 
 
@@ -230,7 +244,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     problem = load_problem(args.data, args.target, args.task, args.seed).to(_device(args))
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
-    net = variational_model(args.model, problem).to(problem.x.device)
+    net = variational_model(args.model, problem, args.seed).to(problem.x.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     history = run_svi(net.model, net.guide, problem.x, problem.y, num_steps=args.steps,

@@ -71,19 +71,25 @@ def sgld_chains(toy, out: Path, draws: int, warmup: int, seed: int, quiet: bool)
     chains = bi.sample(potential, bi.SGLD(lr=5e-5), num_chains=4, num_draws=draws,
                        warmup=warmup, thin=2, seed=seed, progress=not quiet,
                        on_nonfinite="stop_chain")
-    idata = chains.to_arviz()
-    files = write_diagnostics(idata, out, "sgld_posterior")
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in chains.draws.items()}
     pred = net.predict(toy.x_test, posterior_samples=flat)
+    # Weights are not identifiable (hidden units can be permuted), so convergence is judged on
+    # the function: f at five inputs, one per region of the data and of the gap.
+    probe = torch.linspace(-1.5, 1.0, 5, dtype=toy.x.dtype, device=toy.x.device).unsqueeze(-1)
+    f, _ = net.function_draws(probe, posterior_samples=flat)
+    chains.draws["f(x_probe)"] = f.reshape(chains.num_chains, chains.num_draws, -1).cpu()
+    idata = chains.to_arviz()
+    files = write_diagnostics(idata, out, "sgld_posterior", var_names=["f(x_probe)"])
     predictive_band(toy.x, toy.y, toy.x_test, pred.mean, pred.sd, out / "sgld_predictive.png",
                     title="Bayesian MLP, 4 SGLD chains: predictive mean ± 2 sd")
     figures = [
         ("sgld_predictive.png", "Posterior predictive of a Bayesian MLP from 4 SGLD chains "
          f"({draws} draws each after {warmup} warm-up steps)."),
-        ("trace.png", "ArviZ trace plot of the smallest weight tensors: chains that settle in "
-         "different (permutation-equivalent) modes show as separated traces."),
-        ("rank.png", "ArviZ rank plot: uniform histograms mean well-mixed chains; weight-space "
-         "R-hat is large for neural networks because of their symmetries."),
+        ("trace.png", "ArviZ trace plot of the network's output at five probe inputs "
+         "x = -1.5, -0.875, -0.25, 0.375, 1 (normalised), one line per chain."),
+        ("rank.png", "ArviZ rank plots of the same quantities: flat histograms mean the chains "
+         "agree. Individual weights are not identifiable (hidden units can be permuted), so "
+         "their R-hat is not a useful convergence check."),
     ]
     return {"sgld_failures": chains.failures, "files": files}, figures
 
@@ -139,10 +145,11 @@ def run_demo(
         "numbers.",
         f"SDE-BNN train RMSE {values['sdebnn_train_rmse']:.3f}; its predictive sd in the gap is "
         f"{values['sdebnn_gap_sd_over_data_sd']:.1f}x that on the data.",
-        "The SGLD posterior is in sgld_posterior.nc (open it with arviz.from_netcdf or "
-        "`bayesdepth diagnose`).",
+        "The SGLD posterior (weights and the probe outputs f(x_probe)) is in sgld_posterior.nc; "
+        "open it with arviz.from_netcdf or `bayesdepth diagnose`.",
     ]
     page = write_index(out, "bayesdepth demo", figures, notes,
-                       tables=[("ArviZ summary of the SGLD chains", "summary.csv")])
+                       tables=[("ArviZ summary of f(x_probe) from the SGLD chains",
+                                       "summary.csv")])
     _log(quiet, f"wrote {page} (open it in a browser) and the files beside it")
     return summary

@@ -19,6 +19,10 @@ from .schedules import Constant, CyclicalCosine
 # --- end samplers ---
 
 # --- langevin (issue 6): imports go here ---
+from . import compare, escape, langevin, momentum, noise, sdes
+from .compare import sgd_vs_prediction
+from .langevin import stationary_covariance
+
 # --- end langevin ---
 
 __all__ = [
@@ -40,4 +44,12 @@ __all__ = [
     "samplers",
     "schedules",
     # --- langevin names ---
+    "compare",
+    "escape",
+    "langevin",
+    "momentum",
+    "noise",
+    "sdes",
+    "sgd_vs_prediction",
+    "stationary_covariance",
 ]

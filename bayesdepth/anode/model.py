@@ -122,7 +122,9 @@ class AugmentedNeuralODE(nn.Module):
         h0 = self.augment(x)
         return self.solver.integrate(self.field, h0, times=times, params=params, cost=cost)
 
-    def head(self, h: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None):
+    def head(
+        self, h: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Readout of a final state ``h(T)``: (n, out_features)."""
         h = h.flatten(1)
         if self.readout is None:

@@ -206,39 +206,77 @@ class ODESolver:
 
         Raises:
             ODESolverError: the solver failed; the message suggests looser tolerances or a
-                fixed-step solver. (A failure inside the adjoint's backward solve surfaces from
-                ``backward()`` as torchdiffeq's ``AssertionError``.)
+                fixed-step solver. A failure of the adjoint's backward solve is raised the same
+                way, from ``backward()``.
         """
         cost = SolveCost() if cost is None else cost
-        func = _ODEFunc(vector_field, params, cost, self.adjoint)
         ts = times
         if ts is None:
             ts = torch.tensor([0.0, self.end_time], dtype=h0.dtype, device=h0.device)
-        kwargs: dict[str, Any] = {
-            "rtol": self.rtol, "atol": self.atol, "method": self.method,
-            "options": dict(self._options),
-        }
         try:
             if self.adjoint:
-                adj_params = (
-                    tuple(func.params.values()) if params is not None
-                    else tuple(vector_field.parameters())
-                )
-                out = odeint_adjoint(
-                    func, h0, ts, **kwargs,
-                    adjoint_rtol=self.adjoint_rtol or self.rtol,
-                    adjoint_atol=self.adjoint_atol or self.atol,
-                    adjoint_method=self.adjoint_method or self.method,
-                    adjoint_options=dict(self._adjoint_options),
-                    adjoint_params=adj_params,
-                )
-                func.in_backward = True
+                if params is None:
+                    params = dict(vector_field.named_parameters())
+                names = list(params)
+
+                def solve(h0_: torch.Tensor, values: list[torch.Tensor]) -> torch.Tensor:
+                    return self._adjoint_solve(
+                        vector_field, h0_, ts, dict(zip(names, values)), cost
+                    )
+
+                out = _GuardedAdjoint.apply(solve, h0, *params.values())
             else:
-                out = odeint(func, h0, ts, **kwargs)
+                func = _ODEFunc(vector_field, params, cost, adjoint=False)
+                out = odeint(
+                    func, h0, ts, rtol=self.rtol, atol=self.atol, method=self.method,
+                    options=dict(self._options),
+                )
         except AssertionError as err:  # torchdiffeq reports underflow / max steps by assert
             raise ODESolverError(f"{err}{_HINT}") from err
         cost.solves += 1
         return out if times is not None else out[-1]
+
+    def _adjoint_solve(self, vector_field, h0, ts, params, cost) -> torch.Tensor:
+        func = _ODEFunc(vector_field, params, cost, adjoint=True)
+        out = odeint_adjoint(
+            func, h0, ts, rtol=self.rtol, atol=self.atol, method=self.method,
+            options=dict(self._options),
+            adjoint_rtol=self.adjoint_rtol or self.rtol,
+            adjoint_atol=self.adjoint_atol or self.atol,
+            adjoint_method=self.adjoint_method or self.method,
+            adjoint_options=dict(self._adjoint_options),
+            adjoint_params=tuple(params.values()),
+        )
+        func.in_backward = True  # from now on, calls come from the adjoint's backward solve
+        return out
+
+
+class _GuardedAdjoint(torch.autograd.Function):
+    """Runs an adjoint solve so that a failure of its *backward* solve is re-raised with the hint.
+
+    The forward builds the (small) graph of ``odeint_adjoint`` on detached copies of the inputs;
+    the backward differentiates it inside ``try``. Memory stays that of the adjoint: torchdiffeq
+    saves only the solution at the output times and the parameters.
+    """
+
+    @staticmethod
+    def forward(ctx, solve, h0, *values):
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_(t.requires_grad) for t in (h0, *values)]
+            out = solve(inputs[0], inputs[1:])
+        ctx.graph = (out, inputs)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, inputs = ctx.graph
+        del ctx.graph
+        wanted = [t for t in inputs if t.requires_grad]
+        try:
+            grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True))
+        except AssertionError as err:
+            raise ODESolverError(f"{err} (in the adjoint's backward solve){_HINT}") from err
+        return (None, *(next(grads) if t.requires_grad else None for t in inputs))
 
 
 def _method_options(

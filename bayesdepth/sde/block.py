@@ -45,6 +45,11 @@ def _strip_trailing_ones(shape: torch.Size) -> torch.Size:
     return torch.Size(shape)
 
 
+def _conv_field(h, w1, b1, w2, b2):
+    z = torch.tanh(F.conv2d(h, w1, b1, padding=1))
+    return F.conv2d(z, w2, b2, padding=1)
+
+
 class SDEBNNBlock(PyroModule):
     """One SDE-BNN block: ``h(1)`` from ``h(0)`` through ``dh/dt = f_h(h; w(t))``.
 
@@ -59,8 +64,8 @@ class SDEBNNBlock(PyroModule):
     ``block(h)`` does ``integrate(h, model_part())`` in one call (when no plate is open).
 
     Args:
-        in_features: size of the incoming state ``h``.
-        hidden: width of the MLP ``f_h`` (default: its state size).
+        in_features: size of the incoming state ``h`` (channels for ``field="conv"``).
+        hidden: width of ``f_h`` (hidden units or channels; default: the state size).
         steps: number K of grid steps on ``[0, t1]`` (uniform grid), or pass ``grid``.
         prior: the prior process (:class:`OUPrior`; default ``OUPrior(sigma=0.1)``).
         posterior: the correction ``g_phi(t, w)`` added to the prior drift (any ``nn.Module``
@@ -68,6 +73,9 @@ class SDEBNNBlock(PyroModule):
         augment: zeros appended to ``h`` on entry (ANODE-style augmentation, Dupont et al. 2019).
         solver: ``"euler"`` (default), ``"heun"`` or ``"midpoint"`` for ``h`` on the path values.
         w0: ``"point"`` (learned point estimate, default) or ``"normal"`` (a latent).
+        field: ``"mlp"`` (``h`` of shape ``(..., n, d)``) or ``"conv"``: two 3x3 convolutions
+            ``C -> hidden -> C`` with ``tanh`` on images ``h`` of shape ``(..., n, C, H, W)``
+            (e.g. 8x8 digits), padding keeps the size.
         grid: explicit strictly increasing times (overrides ``steps``/``t1``).
         name: site-name prefix when the block is not a child of another ``PyroModule``.
     """
@@ -88,6 +96,7 @@ class SDEBNNBlock(PyroModule):
         drift_hidden: int = 32,
         grid: torch.Tensor | None = None,
         name: str = "block",
+        field: str = "mlp",
     ) -> None:
         super().__init__(name)
         self.in_features = check_positive_int("in_features", in_features)
@@ -103,6 +112,7 @@ class SDEBNNBlock(PyroModule):
         self._dts = grid.diff().tolist()
         self.solver = check_choice("solver", solver, SOLVERS)
         self.w0_mode = check_choice("w0", w0, ("point", "normal"))
+        self.field = check_choice("field", field, ("mlp", "conv"))
         self.w0_prior_scale = check_positive("w0_prior_scale", w0_prior_scale)
         self.block_name = name
         prior = OUPrior(sigma=0.1) if prior is None else prior
@@ -110,11 +120,13 @@ class SDEBNNBlock(PyroModule):
             raise TypeError(f"prior must be an OUPrior-like nn.Module with .sigma, got {prior!r}")
         self.prior = prior
 
-        # f_h's parameter layout: W1 (hidden, dim), b1 (hidden), W2 (dim, hidden), b2 (dim).
+        # f_h's parameter layout: W1 (hidden, dim[, 3, 3]), b1 (hidden), W2 (dim, hidden[, 3, 3]),
+        # b2 (dim).
         d, m = self.dim, self.hidden
-        self._sizes = (m * d, m, d * m, d)
+        k = 9 if self.field == "conv" else 1
+        self._sizes = (m * d * k, m, d * m * k, d)
         self.num_weights = sum(self._sizes)
-        parts = (*self._linear_init(m, d), *self._linear_init(d, m))
+        parts = (*self._layer_init(m, d), *self._layer_init(d, m))
         init = torch.cat([t.flatten() for t in parts])
         if self.w0_mode == "point":
             self.w0 = nn.Parameter(init)
@@ -131,9 +143,11 @@ class SDEBNNBlock(PyroModule):
         self._check_drift(posterior)
         self.simulate = None  # None: torchsde (see EulerPath); benchmarks may swap in a loop
 
-    @staticmethod
-    def _linear_init(fan_out: int, fan_in: int) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = nn.Linear(fan_in, fan_out)
+    def _layer_init(self, fan_out: int, fan_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.field == "conv":
+            layer = nn.Conv2d(fan_in, fan_out, 3, padding=1)
+        else:
+            layer = nn.Linear(fan_in, fan_out)
         return layer.weight.detach(), layer.bias.detach()
 
     def _check_drift(self, drift: nn.Module) -> None:
@@ -212,6 +226,8 @@ class SDEBNNBlock(PyroModule):
         lead = path.shape[:-1]
         w1, b1, w2, b2 = path.split(self._sizes, dim=-1)
         d, m = self.dim, self.hidden
+        if self.field == "conv":
+            return (w1.reshape(*lead, m, d, 3, 3), b1, w2.reshape(*lead, d, m, 3, 3), b2)
         return (
             w1.reshape(*lead, m, d).transpose(-1, -2),
             b1.unsqueeze(-2),
@@ -219,27 +235,38 @@ class SDEBNNBlock(PyroModule):
             b2.unsqueeze(-2),
         )
 
-    @staticmethod
-    def _field(h, w1t, b1, w2t, b2):
-        return torch.tanh(h @ w1t + b1) @ w2t + b2
+    def _field(self, h, w1, b1, w2, b2):
+        if self.field == "mlp":
+            return torch.tanh(h @ w1 + b1) @ w2 + b2
+        if w1.dim() == 4:
+            return _conv_field(h, w1, b1, w2, b2)
+        # Weights with leading sample dims (h was given the same ones): vmap the convolution.
+        fn = _conv_field
+        for _ in range(w1.dim() - 4):
+            fn = torch.vmap(fn)
+        return fn(h, w1, b1, w2, b2)
 
     def integrate(self, h: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
         """Integrate ``h`` over the grid given a full weight path ``(..., K+1, d_w)``.
 
-        ``h`` has shape ``(..., n, in_features)``; leading dims of the path (sample or particle
-        dims, trailing singleton plate dims dropped) broadcast against ``h``'s. Returns
-        ``(..., n, in_features + augment)``.
+        ``h`` has shape ``(..., n, in_features)`` (``(..., n, C, H, W)`` for ``field="conv"``);
+        leading dims of the path (sample or particle dims, trailing singleton plate dims dropped)
+        broadcast against ``h``'s. Returns ``h(t_K)`` with ``in_features + augment`` features.
         """
-        if h.shape[-1] != self.in_features:
+        feature_dim = -3 if self.field == "conv" else -1
+        if h.dim() < (4 if self.field == "conv" else 2) or h.shape[feature_dim] != self.in_features:
+            what = "(..., n, C, H, W) with C" if self.field == "conv" else "(..., n, d) with d"
             raise ValueError(
-                f"h must have {self.in_features} features in its last dim, got {tuple(h.shape)}"
+                f"h must have shape {what} = {self.in_features}, got {tuple(h.shape)}"
             )
         if self.augment:
-            h = F.pad(h, (0, self.augment))
+            pad = (0, 0, 0, 0, 0, self.augment) if self.field == "conv" else (0, self.augment)
+            h = F.pad(h, pad)
         lead = _strip_trailing_ones(path.shape[:-2])
         path = path.reshape(*lead, *path.shape[-2:])
-        if len(lead):
-            h = h.reshape((1,) * max(len(lead) + 2 - h.dim(), 0) + h.shape)
+        if len(lead) and self.field == "conv":
+            # vmap over the sample dims: give h the same leading dims.
+            h = h.expand(*lead, *h.shape[h.dim() - 4:]) if h.dim() == 4 else h
         w1t, b1, w2t, b2 = (p.movedim(len(lead), 0) for p in self._unflatten(path))
         for k, dt in enumerate(self._dts):
             f0 = self._field(h, w1t[k], b1[k], w2t[k], b2[k])

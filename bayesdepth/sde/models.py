@@ -20,7 +20,7 @@ from pyro.infer import Predictive
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
-from .._validation import check_positive, check_positive_int, check_tensor
+from .._validation import check_choice, check_positive, check_positive_int, check_tensor
 from .block import SDEBNNBlock
 from .processes import OUPrior
 
@@ -51,8 +51,12 @@ class _SDEBNN(PyroModule):
         augment: int | None,
         subsample_size: int | None,
         block_kwargs: dict | None,
+        field: str = "mlp",
+        image_size: tuple[int, int] = (8, 8),
     ) -> None:
         super().__init__()
+        self.field = check_choice("field", field, ("mlp", "conv"))
+        self.image_size = tuple(check_positive_int("image_size", s) for s in image_size)
         self.in_features = check_positive_int("in_features", in_features)
         width = check_positive_int("width", width)
         num_blocks = check_positive_int("num_blocks", num_blocks)
@@ -61,7 +65,10 @@ class _SDEBNN(PyroModule):
         )
         prior = OUPrior(sigma=0.1) if prior is None else prior
         kwargs = dict(block_kwargs or {})
-        if augment is None:
+        if augment is None and field == "conv":
+            self.encoder = PyroModule[nn.Conv2d](in_features, width, 3, padding=1)
+            dim, first_augment = width, 0
+        elif augment is None:
             self.encoder = PyroModule[nn.Linear](in_features, width)
             dim, first_augment = width, 0
         else:
@@ -73,13 +80,22 @@ class _SDEBNN(PyroModule):
             blocks.append(
                 SDEBNNBlock(
                     dim if i else dim - first_augment, hidden=hidden, steps=steps, prior=prior,
-                    augment=0 if i else first_augment, name=f"blocks.{i}", **kwargs,
+                    augment=0 if i else first_augment, name=f"blocks.{i}", field=field, **kwargs,
                 )
             )
         self.blocks = PyroModule[nn.ModuleList](blocks)
-        self.readout = PyroModule[nn.Linear](dim, out_features)
+        pixels = self.image_size[0] * self.image_size[1] if field == "conv" else 1
+        self.readout = PyroModule[nn.Linear](dim * pixels, out_features)
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        if self.field == "conv":
+            check_tensor("x", x, ndim=4, floating=True)
+            if x.shape[1] != self.in_features or tuple(x.shape[2:]) != self.image_size:
+                h, w = self.image_size
+                raise ValueError(
+                    f"x must have shape (n, {self.in_features}, {h}, {w}), got {tuple(x.shape)}"
+                )
+            return x
         check_tensor("x", x, ndim=2, floating=True)
         if x.shape[-1] != self.in_features:
             raise ValueError(
@@ -97,6 +113,8 @@ class _SDEBNN(PyroModule):
         h = x if self.encoder is None else self.encoder(x)
         for block, path in zip(self.blocks, paths):
             h = block.integrate(h, path)
+        if self.field == "conv":
+            h = h.flatten(-3)
         return self.readout(h)
 
     def guide(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
@@ -237,7 +255,10 @@ class SDEBNNRegressor(_SDEBNN):
 class SDEBNNClassifier(_SDEBNN):
     """SDE-BNN classification: ``y ~ Categorical(logits=readout(h(1)))``.
 
-    Same arguments as :class:`SDEBNNRegressor` plus ``num_classes`` (no ``noise``).
+    Same arguments as :class:`SDEBNNRegressor` plus ``num_classes`` (no ``noise``) and
+    ``field``: ``"mlp"`` for inputs ``(n, in_features)``, or ``"conv"`` for images
+    ``(n, in_features, *image_size)`` (a 3x3 convolutional encoder to ``width`` channels, blocks
+    whose ``f_h`` is two 3x3 convolutions, a linear readout of the flattened feature map).
     ``predict`` returns class probabilities averaged over posterior samples (never averaged
     logits).
     """
@@ -254,10 +275,12 @@ class SDEBNNClassifier(_SDEBNN):
         augment: int | None = None,
         subsample_size: int | None = None,
         block_kwargs: dict | None = None,
+        field: str = "mlp",
+        image_size: tuple[int, int] = (8, 8),
     ) -> None:
         self_classes = check_positive_int("num_classes", num_classes, minimum=2)
         super().__init__(in_features, self_classes, width, hidden, steps, num_blocks, prior,
-                         augment, subsample_size, block_kwargs)
+                         augment, subsample_size, block_kwargs, field, image_size)
         self.num_classes = self_classes
 
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None,

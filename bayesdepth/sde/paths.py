@@ -185,7 +185,7 @@ class EulerPath(TorchDistribution):
         self.drift = drift
         self.sigma = check_positive("sigma", sigma)
         check_tensor("w0", w0, floating=True)
-        self.grid = check_grid(grid).to(w0.dtype)
+        self.grid = check_grid(grid).to(device=w0.device, dtype=w0.dtype)
         if w0.dim() < 1:
             raise ValueError(f"w0 must have shape batch_shape + (d,), got {tuple(w0.shape)}")
         self.w0 = w0

@@ -1,0 +1,120 @@
+"""Gradient-noise statistics, alpha-stable draws and the tail-index estimator (THEORY 0, 3, 6)."""
+
+import math
+
+import pytest
+import torch
+from bayesdepth.inference import noise
+
+from bayesdepth.data import linear_regression
+
+F64 = torch.float64
+
+
+def sq_loss(w, x, y):
+    return 0.5 * (x @ w - y) ** 2
+
+
+def test_per_example_grads_and_population_covariance():
+    data = linear_regression(num_points=30, dim=3)
+    w = torch.tensor([0.3, -0.2, 1.0], dtype=F64)
+    g = noise.per_example_grads(sq_loss, w, data.x, data.y)
+    manual = data.x * (data.x @ w - data.y).unsqueeze(-1)
+    torch.testing.assert_close(g, manual)
+    c = noise.gradient_noise_covariance(g)
+    centred = manual - manual.mean(0)
+    torch.testing.assert_close(c, centred.T @ centred / 30)  # population normalisation
+    torch.testing.assert_close(noise.gradient_noise_covariance(g, 4), c / 4)
+    torch.testing.assert_close(noise.gradient_noise_covariance(g, 4, without_replacement=True),
+                               c / 4 * 26 / 29)
+    chains = torch.stack([w, 2 * w])
+    gk = noise.per_example_grads(sq_loss, chains, data.x, data.y)
+    assert gk.shape == (2, 30, 3)
+    torch.testing.assert_close(gk[1], noise.per_example_grads(sq_loss, 2 * w, data.x, data.y))
+
+
+@pytest.mark.parametrize("without", [False, True])
+def test_minibatch_covariance_matches_simulation(without):
+    data = linear_regression(num_points=12, dim=2)
+    w = torch.tensor([0.5, -1.0], dtype=F64)
+    g = noise.per_example_grads(sq_loss, w, data.x, data.y)
+    gen = torch.Generator().manual_seed(0)
+    B, reps = 5, 200_000
+    if without:
+        idx = torch.rand(reps, 12, generator=gen).argsort(-1)[:, :B]
+    else:
+        idx = torch.randint(12, (reps, B), generator=gen)
+    gb = g[idx].mean(1) - g.mean(0)
+    prod = gb[:, :, None] * gb[:, None, :]
+    emp, se = prod.mean(0), prod.std(0) / math.sqrt(reps)
+    pred = noise.gradient_noise_covariance(g, B, without_replacement=without)
+    other = noise.gradient_noise_covariance(g, B, without_replacement=not without)
+    assert float(((emp - pred) / se).abs().max()) < 4
+    assert float(((emp - other) / se).abs().max()) > 10
+
+
+def test_noise_to_signal_definition_and_run():
+    data = linear_regression(num_points=40, dim=3)
+    w = torch.zeros(3, dtype=F64)
+    g = noise.per_example_grads(sq_loss, w, data.x, data.y)
+    mean = g.mean(0)
+    c = noise.gradient_noise_covariance(g)
+    gn = noise.noise_to_signal(g, 4)
+    assert float(gn) == pytest.approx(float(mean @ mean / (torch.trace(c) / 4)), rel=1e-12)
+    # E|g_B|^2 = G + N: G/N from two batches as the samplers report it
+    assert float(noise.noise_to_signal(g, 8)) == pytest.approx(2 * float(gn), rel=1e-12)
+    path = torch.stack([w, data.posterior_mean, 0.5 * data.posterior_mean])
+    along = noise.noise_to_signal_along(sq_loss, path, data.x, data.y, batch_size=4)
+    assert along.shape == (3,)
+    assert float(along[0]) == pytest.approx(float(gn))
+    assert float(along[1]) < 1e-2 < float(along[0])  # signal vanishes near the optimum
+
+
+@pytest.mark.parametrize("alpha", [0.8, 1.0, 1.5, 2.0])
+def test_stable_sampler_characteristic_function(alpha):
+    gen = torch.Generator().manual_seed(1)
+    x = noise.sample_symmetric_stable(alpha, (200_000,), scale=0.7, generator=gen)
+    t = torch.tensor([0.3, 1.0, 2.5], dtype=F64)
+    c = torch.cos(t[:, None] * x[None])
+    emp, se = c.mean(1), c.std(1) / math.sqrt(x.numel())
+    exact = torch.exp(-(0.7 * t).abs() ** alpha)
+    assert float(((emp - exact) / se).abs().max()) < 4
+    wrong = torch.exp(-(0.7 * t).abs() ** (alpha * 0.9))
+    assert float(((emp - wrong) / se).abs().max()) > 5
+
+
+@pytest.mark.parametrize("alpha", [1.2, 1.5, 1.8])
+def test_tail_index_on_stable_draws(alpha):
+    gen = torch.Generator().manual_seed(2)
+    x = noise.sample_symmetric_stable(alpha, (40, 10_000), generator=gen)
+    est = noise.tail_index(x)
+    assert est.shape == (40,)
+    se = float(est.std()) / math.sqrt(40)
+    assert abs(float(est.mean()) - alpha) < 3 * se + 0.02
+    assert se < 0.03
+
+
+def test_levy_sde_increment_law():
+    gen = torch.Generator().manual_seed(3)
+    alpha, scale, dt, n = 1.5, 0.5, 0.01, 50
+    out = noise.simulate_levy_sde(lambda x: torch.zeros_like(x), torch.zeros(100_000, dtype=F64),
+                                  alpha, scale, dt, n, generator=gen)
+    assert out.exit_time is None
+    # X_T = scale * sum dt^{1/alpha} S_k has scale scale * T^{1/alpha}
+    t = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
+    c = torch.cos(t[:, None] * out.x[None])
+    emp, se = c.mean(1), c.std(1) / math.sqrt(out.x.numel())
+    exact = torch.exp(-(scale * (n * dt) ** (1 / alpha) * t) ** alpha)
+    assert float(((emp - exact) / se).abs().max()) < 4
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 2\]"):
+        noise.sample_symmetric_stable(2.5, (3,))
+    with pytest.raises(ValueError, match="N = 3"):
+        noise.gradient_noise_covariance(torch.zeros(3, 2, dtype=F64), 5, without_replacement=True)
+    with pytest.raises(ValueError, match="disagree on N"):
+        noise.per_example_grads(sq_loss, torch.zeros(2, dtype=F64), torch.zeros(3, 2),
+                                torch.zeros(4))
+    with pytest.raises(ValueError, match="lo < hi"):
+        noise.simulate_levy_sde(lambda x: -x, torch.zeros(2), 1.5, 0.1, 0.1, 3, interval=(1, 0))

@@ -1,0 +1,212 @@
+"""sample(): warmup/thinning/draw bookkeeping, seeds, checkpoint-resume bit identity, non-finite
+policies, bad input and (when present) CUDA."""
+
+import pytest
+import torch
+from bayesdepth.inference import PSGLD, SGD, SGHMC, SGLD, SVAG, Potential, sample
+
+PRECISION = torch.tensor([1.0, 4.0], dtype=torch.float64)
+
+
+class GaussianPotential(Potential):
+    """U = sum_i p_i theta_i^2 / 2 plus optional 'minibatch' noise; chains start at N(0, 1)."""
+
+    def __init__(self, noise: float = 0.0, fail_at: tuple[int, int] | None = None):
+        self.shapes = {"theta": torch.Size([2])}
+        self.noise = noise
+        self.fail_at = fail_at  # (chain, call) where the potential turns NaN
+        self.calls = 0
+        self.observed_data = {"y": torch.arange(3.0)}
+
+    def sample_batch(self, num_chains, generator):
+        if self.noise:
+            return torch.randn(num_chains, 2, generator=generator, dtype=torch.float64)
+        return None
+
+    def init(self, num_chains, generator):
+        return {"theta": torch.randn(num_chains, 2, generator=generator, dtype=torch.float64)}
+
+    def __call__(self, params, batch=None):
+        theta = params["theta"]
+        value = 0.5 * (PRECISION * theta**2).sum(-1)
+        if batch is not None:
+            value = value + self.noise * (batch * theta).sum(-1)
+        if self.fail_at is not None and self.calls == self.fail_at[1]:
+            bad = torch.zeros_like(value)
+            bad[self.fail_at[0]] = float("nan")
+            value = value + bad
+        self.calls += 1
+        return value, None
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [SGLD(0.05), SGHMC(0.05, friction=0.3), PSGLD(0.01), SGD(0.05, momentum=0.5), SVAG(0.1, l=2)],
+    ids=lambda s: type(s).__name__,
+)
+def test_shapes_warmup_thinning(sampler):
+    chains = sample(
+        GaussianPotential(noise=0.3), sampler, num_chains=3, num_draws=7, warmup=5, thin=2, seed=0
+    )
+    assert chains.draws["theta"].shape == (3, 7, 2)
+    assert chains.draws["theta"].device.type == "cpu"
+    assert chains.steps == 5 + 7 * 2
+    assert set(chains.stats) >= {"potential", "grad_norm", "lr", "temperature", "nonfinite"}
+    assert all(v.shape == (3, 7) for v in chains.stats.values())
+    torch.testing.assert_close(chains.draws["theta"][:, -1], chains.state.params["theta"])
+
+
+def test_seed_and_generator_reproducible():
+    pot = GaussianPotential(noise=0.5)
+    a = sample(pot, SGLD(0.05), num_chains=4, num_draws=20, seed=3)
+    b = sample(
+        pot, SGLD(0.05), num_chains=4, num_draws=20, generator=torch.Generator().manual_seed(3)
+    )
+    c = sample(pot, SGLD(0.05), num_chains=4, num_draws=20, seed=4)
+    assert torch.equal(a.draws["theta"], b.draws["theta"])
+    assert not torch.equal(a.draws["theta"], c.draws["theta"])
+
+
+def test_chunked_copy_to_host_is_exact():
+    pot = GaussianPotential(noise=0.5)
+    a = sample(pot, SGLD(0.05), num_chains=2, num_draws=23, seed=1, chunk_size=4)
+    b = sample(pot, SGLD(0.05), num_chains=2, num_draws=23, seed=1, chunk_size=1000)
+    assert torch.equal(a.draws["theta"], b.draws["theta"])
+    assert torch.equal(a.stats["potential"], b.stats["potential"])
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "sampler", [SGLD(0.05), SGHMC(0.05, friction=0.3), PSGLD(0.01)], ids=lambda s: type(s).__name__
+)
+def test_checkpoint_resume_is_bit_identical(tmp_path, sampler):
+    kw = dict(num_chains=3, num_draws=40, warmup=7, thin=2, seed=11, checkpoint_every=10)
+    full = sample(GaussianPotential(noise=0.5), sampler, **kw)
+
+    class Crashing(GaussianPotential):
+        def __call__(self, params, batch=None):
+            if self.calls == 60:  # mid-way, between checkpoints (draw 26 or so)
+                raise _Crash
+            return super().__call__(params, batch)
+
+    with pytest.raises(_Crash):
+        sample(Crashing(noise=0.5), sampler, checkpoint=tmp_path, **kw)
+    assert (tmp_path / "checkpoint.pt").exists()
+    resumed = sample(GaussianPotential(noise=0.5), sampler, checkpoint=tmp_path, **kw)
+    assert torch.equal(resumed.draws["theta"], full.draws["theta"])
+    for name in full.stats:
+        assert torch.equal(resumed.stats[name], full.stats[name]), name
+    with pytest.raises(ValueError, match="checkpoint"):
+        sample(GaussianPotential(noise=0.5), SGD(0.1), checkpoint=tmp_path, **kw)
+    # resume=False starts afresh (and so also reproduces the run)
+    again = sample(GaussianPotential(noise=0.5), sampler, checkpoint=tmp_path, resume=False, **kw)
+    assert torch.equal(again.draws["theta"], full.draws["theta"])
+
+
+def test_nonfinite_raise_names_chain_and_step():
+    pot = GaussianPotential(fail_at=(1, 4))
+    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[1\] at step 4"):
+        sample(pot, SGLD(0.05), num_chains=3, num_draws=10, seed=0)
+
+
+def test_nonfinite_stop_chain_keeps_others():
+    reference = sample(GaussianPotential(), SGLD(0.05), num_chains=3, num_draws=10, seed=0)
+    pot = GaussianPotential(fail_at=(1, 4))
+    chains = sample(pot, SGLD(0.05), num_chains=3, num_draws=10, seed=0, on_nonfinite="stop_chain")
+    assert chains.failures == [(1, 4)]
+    theta = chains.draws["theta"]
+    assert torch.isnan(theta[1, 4:]).all() and torch.isfinite(theta[1, :4]).all()
+    assert torch.equal(theta[[0, 2]], reference.draws["theta"][[0, 2]])
+    assert chains.stats["nonfinite"][1, 4:].all() and not chains.stats["nonfinite"][1, :4].any()
+    assert torch.isfinite(chains.state.params["theta"]).all()  # frozen at its last finite state
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_chains": 0}, ValueError, "num_chains"),
+        ({"num_draws": 0}, ValueError, "num_draws"),
+        ({"thin": 0}, ValueError, "thin"),
+        ({"warmup": -1}, ValueError, "warmup"),
+        ({"on_nonfinite": "ignore"}, ValueError, "on_nonfinite"),
+        (
+            {"init": {"theta": torch.zeros(2, 3, dtype=torch.float64)}},
+            ValueError,
+            r"init\['theta'\]",
+        ),
+        ({"init": {"phi": torch.zeros(2, 2, dtype=torch.float64)}}, ValueError, "keys"),
+        ({"seed": 1, "generator": torch.Generator()}, ValueError, "seed or generator"),
+        ({"seed": "a"}, TypeError, "seed"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    args = {"num_chains": 2, "num_draws": 3, **kwargs}
+    with pytest.raises(error, match=match):
+        sample(GaussianPotential(), SGLD(0.1), **args)
+
+
+def test_bad_sampler_or_potential():
+    with pytest.raises(TypeError, match="sampler"):
+        sample(GaussianPotential(), "sgld", num_chains=2, num_draws=3)
+    with pytest.raises(TypeError, match="potential"):
+        sample(lambda p, b: p, SGLD(0.1), num_chains=2, num_draws=3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        sample(GaussianPotential(), SGLD(0.1), num_chains=2, num_draws=3, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_chains_run_on_gpu_and_draws_come_back_to_host():
+    from bayesdepth.inference import module_potential
+
+    from bayesdepth.data import linear_regression
+
+    d = linear_regression(num_points=64, dim=3, seed=0)
+    net = torch.nn.Linear(3, 1, bias=False).double()
+    pot = module_potential(
+        net,
+        lambda out, y: -0.5 * (out.squeeze(-1) - y) ** 2 / d.noise_scale**2,
+        d.x,
+        d.y,
+        batch_size=16,
+    )
+    peaks = []
+    for draws in (200, 800):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        chains = sample(
+            pot, SGLD(1e-3), num_chains=8, num_draws=draws, device="cuda", seed=0, chunk_size=50
+        )
+        peaks.append(torch.cuda.max_memory_allocated())
+    assert chains.state.params["weight"].device.type == "cuda"
+    assert chains.draws["weight"].device.type == "cpu"
+    assert chains.draws["weight"].shape == (8, 800, 1, 3)
+    assert peaks[1] <= peaks[0] + 65536  # draws leave the device in chunks: no growth
+
+
+def test_progress_bar_shows_running_potential(capsys):
+    sample(GaussianPotential(), SGLD(0.05), num_chains=2, num_draws=60, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "SGLD" in err and "potential=" in err and "60/60" in err
+
+
+def test_tensor_params_without_shapes():
+    class Plain(GaussianPotential):
+        def __init__(self):
+            super().__init__()
+            self.shapes = {}
+
+        def init(self, num_chains, generator):
+            return torch.zeros(num_chains, 2, dtype=torch.float64)
+
+        def __call__(self, params, batch=None):
+            return 0.5 * (PRECISION * params**2).sum(-1), None
+
+    chains = sample(Plain(), SGHMC(0.05), num_chains=3, num_draws=5, seed=0)
+    assert chains.draws["theta"].shape == (3, 5, 2)

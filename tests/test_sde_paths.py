@@ -1,0 +1,271 @@
+"""Path distributions: exactness of the torchsde chain, densities, KL, and the exact posterior."""
+
+import itertools
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import torchsde
+from pyro.infer import Trace_ELBO
+from torch import nn
+
+from bayesdepth.sde.paths import EulerPath, _brownian, _StepTimeLogqpSDE, kl_only, sdeint_euler
+from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
+from bayesdepth.stl import STLTrace_ELBO
+
+F64 = torch.float64
+
+
+def _posterior(d, sigma=0.3, std=0.5, seed=0):
+    torch.manual_seed(seed)
+    prior = OUPrior(sigma)
+    corr = BottleneckDrift(d, rank=3, hidden=4).double()
+    nn.init.normal_(corr.up.weight, std=std)
+    return prior, PosteriorDrift(prior, corr)
+
+
+class _Counting(nn.Module):
+    def __init__(self, drift):
+        super().__init__()
+        self.drift, self.calls = drift, 0
+
+    def forward(self, t, w):
+        self.calls += 1
+        return self.drift(t, w)
+
+
+@pytest.mark.parametrize("grid", [
+    torch.linspace(0, 1, 31, dtype=F64),
+    torch.tensor([0.0, 0.05, 0.3, 0.31, 0.7, 1.0], dtype=F64),  # non-uniform
+])
+def test_torchsde_path_is_exactly_the_euler_chain(grid):
+    d, batch, sigma = 4, 3, 0.3
+    _, post = _posterior(d, sigma)
+    counting = _Counting(post)
+    w0 = torch.randn(batch, d, dtype=F64)
+    ys = sdeint_euler(counting, sigma, grid, w0, entropy=123)
+    num = grid.numel() - 1
+    # Exactly one drift evaluation per grid step (the shape check's call is reused):
+    # no extra internal steps.
+    assert counting.calls == num
+    bm = _brownian(num, batch, d, w0, 123)
+    for k in range(num):
+        dt = grid[k + 1] - grid[k]
+        step = ys[k] + post(grid[k], ys[k]) * dt + sigma * dt.sqrt() * bm(float(k), float(k + 1))
+        torch.testing.assert_close(ys[k + 1], step, rtol=0, atol=1e-12)
+
+
+def test_log_prob_is_the_sum_of_gaussian_transitions():
+    d, sigma = 3, 0.4
+    _, post = _posterior(d, sigma)
+    grid = torch.tensor([0.0, 0.1, 0.25, 0.6, 1.0], dtype=F64)
+    w0 = torch.randn(2, d, dtype=F64)
+    q = EulerPath(post, sigma, grid, w0)
+    value = q.rsample((5,))
+    assert value.shape == (5, 2, 4, d)
+    expected = torch.zeros(5, 2, dtype=F64)
+    full = q.with_start(value)
+    for k in range(4):
+        dt = grid[k + 1] - grid[k]
+        mean = full[..., k, :] + post(grid[k], full[..., k, :]) * dt
+        expected += dist.Normal(mean, sigma * dt.sqrt()).log_prob(full[..., k + 1, :]).sum(-1)
+    torch.testing.assert_close(q.log_prob(value), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_kl_is_exactly_zero_at_initialisation():
+    d, sigma = 6, 0.2
+    prior = OUPrior(sigma)
+    post = PosteriorDrift(prior, BottleneckDrift(d).double())  # last layer zero
+    grid = torch.linspace(0, 1, 11, dtype=F64)
+    w0 = torch.randn(d, dtype=F64)
+    q, p = EulerPath(post, sigma, grid, w0), EulerPath(prior, sigma, grid, w0)
+    value = q.rsample((7,))
+    assert torch.equal(q.log_prob(value) - p.log_prob(value), torch.zeros(7, dtype=F64))
+    assert torch.equal(kl_only(q, p, value), torch.zeros(7, dtype=F64))
+
+
+def test_log_ratio_equals_the_discrete_girsanov_sum():
+    """log q - log p = sum_k 1/2 |u_k|^2 dt_k + u_k . dB_k, with dB_k from the Brownian motion."""
+    d, batch, sigma = 5, 4, 0.3
+    prior, post = _posterior(d, sigma)
+    grid = torch.tensor([0.0, 0.2, 0.3, 0.65, 0.8, 1.0], dtype=F64)
+    num = grid.numel() - 1
+    w0 = torch.randn(batch, d, dtype=F64)
+    ys = sdeint_euler(post, sigma, grid, w0, entropy=7)
+    bm = _brownian(num, batch, d, w0, 7)
+    girsanov = torch.zeros(batch, dtype=F64)
+    for k in range(num):
+        dt = grid[k + 1] - grid[k]
+        u = (post(grid[k], ys[k]) - prior(grid[k], ys[k])) / sigma
+        db = dt.sqrt() * bm(float(k), float(k + 1))
+        girsanov += (0.5 * u.pow(2) * dt + u * db).sum(-1)
+    value = ys[1:].transpose(0, 1)
+    q, p = EulerPath(post, sigma, grid, w0), EulerPath(prior, sigma, grid, w0)
+    torch.testing.assert_close(q.log_prob(value) - p.log_prob(value), girsanov,
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_kl_only_matches_torchsde_logqp_on_the_same_path():
+    d, batch, sigma = 4, 3, 0.25
+    prior, post = _posterior(d, sigma)
+    grid = torch.linspace(0, 1, 21, dtype=F64)
+    w0 = torch.randn(batch, d, dtype=F64)
+    sde = _StepTimeLogqpSDE(post, sigma, grid, prior_drift=prior)
+    bm = _brownian(20, batch, d + 1, w0, 11)  # logqp adds one state channel
+    ts = torch.arange(21, dtype=F64)
+    ys, logqp = torchsde.sdeint(sde, w0, ts, bm=bm, method="euler", dt=1.0, logqp=True)
+    q, p = EulerPath(post, sigma, grid, w0), EulerPath(prior, sigma, grid, w0)
+    ours = kl_only(q, p, ys[1:].transpose(0, 1))
+    torch.testing.assert_close(ours, logqp.sum(0), rtol=0, atol=1e-10)
+    assert ours.abs().min() > 1e-3  # a non-trivial KL
+
+
+def test_same_generator_seed_same_path_and_gradients_flow():
+    d = 3
+    _, post = _posterior(d)
+    grid = torch.linspace(0, 1, 6, dtype=F64)
+    w0 = torch.randn(d, dtype=F64, requires_grad=True)
+    a = EulerPath(post, 0.3, grid, w0, generator=torch.Generator().manual_seed(4)).rsample((2,))
+    b = EulerPath(post, 0.3, grid, w0, generator=torch.Generator().manual_seed(4)).rsample((2,))
+    c = EulerPath(post, 0.3, grid, w0, generator=torch.Generator().manual_seed(5)).rsample((2,))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    a.sum().backward()
+    assert w0.grad is not None and post.correction.up.weight.grad.abs().sum() > 0
+
+
+def test_sample_moments_match_the_ou_chain():
+    """Mean and variance of w_K under the prior chain match the AR(1) recursion (3 SE)."""
+    sigma, theta, num, n = 0.5, 1.0, 10, 4000
+    prior = OUPrior(sigma, theta)
+    grid = torch.linspace(0, 1, num + 1, dtype=F64)
+    p = EulerPath(prior, sigma, grid, torch.tensor([1.0], dtype=F64),
+                  generator=torch.Generator().manual_seed(0))
+    last = p.sample((n,))[:, -1, 0]
+    a, dt = 1 - theta / num, 1 / num
+    mean = a**num
+    var = sigma**2 * dt * sum(a ** (2 * j) for j in range(num))
+    assert abs(last.mean() - mean) < 3 * math.sqrt(var / n)
+    assert abs(last.var() / var - 1) < 3 * math.sqrt(2 / n)
+
+
+def test_expand_gives_independent_paths_of_the_right_shape():
+    _, post = _posterior(2)
+    q = EulerPath(post, 0.3, torch.linspace(0, 1, 5, dtype=F64), torch.zeros(2, dtype=F64))
+    e = q.expand((3, 1))
+    v = e.rsample()
+    assert e.batch_shape == (3, 1) and v.shape == (3, 1, 4, 2)
+    assert not torch.equal(v[0], v[1])
+    assert e.log_prob(v).shape == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"sigma": 0.0}, ValueError, "sigma"),
+        ({"sigma": -1.0}, ValueError, "sigma"),
+        ({"grid": torch.tensor([0.0, 0.5, 0.4, 1.0])}, ValueError, "increasing"),
+        ({"grid": torch.tensor([0.0])}, ValueError, "at least 2"),
+        ({"grid": torch.tensor([[0.0, 1.0]])}, ValueError, "grid"),
+        ({"grid": torch.tensor([0, 1])}, TypeError, "grid"),
+        ({"w0": [0.0, 1.0]}, TypeError, "w0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, exc, match):
+    args = {"drift": OUPrior(0.1), "sigma": 0.1, "grid": torch.linspace(0, 1, 3),
+            "w0": torch.zeros(2)}
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        EulerPath(**args)
+
+
+def test_drift_with_wrong_output_shape_is_rejected():
+    class Bad(nn.Module):
+        def forward(self, t, w):
+            return w[..., :1]
+
+    q = EulerPath(Bad(), 0.1, torch.linspace(0, 1, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match="drift must return"):
+        q.rsample()
+    with pytest.raises(ValueError, match="drift must return"):
+        q.log_prob(torch.zeros(2, 2))
+
+
+# ----------------------------------------------------------------------------- exact posterior
+# Prior dw = -theta w dt + sigma dB, w(0) = w0, observation y ~ N(w(1), s^2). With
+# m(t) = exp(-theta (1 - t)) and v(t) = sigma^2 (1 - exp(-2 theta (1 - t))) / (2 theta),
+# w(1) | w(t) = w ~ N(m w, v), so h(t, w) = p(y | w(t) = w) = N(y; m w, v + s^2), and Doob's
+# h-transform gives the exact posterior SDE with the same sigma and the affine drift
+#     f_q(t, w) = -theta w + sigma^2 d/dw log h = -theta w + sigma^2 m (y - m w) / (v + s^2);
+# log p(y) = log N(y; m(0) w0, v(0) + s^2).
+TH, SIG, W0, Y, S = 1.0, 0.5, 0.3, 1.0, 0.2
+
+
+def _m_v(t):
+    m = torch.exp(-TH * (1 - t))
+    return m, SIG**2 * (1 - torch.exp(-2 * TH * (1 - t))) / (2 * TH)
+
+
+class _Doob(nn.Module):
+    """alpha * (exact correction) + beta, one (alpha, beta) per path: exact at (1, 0)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(n, 1, dtype=F64))
+        self.beta = nn.Parameter(torch.zeros(n, 1, dtype=F64))
+
+    def forward(self, t, w):
+        m, v = _m_v(torch.as_tensor(t, dtype=w.dtype))
+        shape = (w.shape[0],) + (1,) * (w.dim() - 1)
+        exact = SIG**2 * m * (Y - m * w) / (v + S**2)
+        return self.alpha.view(shape) * exact + self.beta.view(shape)
+
+
+def test_exact_posterior_elbo_and_stl_variance():
+    n = 1000
+    log_py = dist.Normal(
+        math.exp(-TH) * W0, math.sqrt(SIG**2 * (1 - math.exp(-2 * TH)) / (2 * TH) + S**2)
+    ).log_prob(torch.tensor(Y, dtype=F64)).item()
+    y = torch.full((n,), Y, dtype=F64)
+    w0 = torch.full((n, 1), W0, dtype=F64)
+    stl_var, trace_var, elbo_sd = [], [], []
+    for num in (25, 50, 100, 200):
+        grid = torch.linspace(0, 1, num + 1, dtype=F64)
+        prior = OUPrior(SIG, TH)
+        doob = _Doob(n)
+        post = PosteriorDrift(prior, doob)
+
+        def model(prior=prior, grid=grid):
+            with pyro.plate("paths", n):
+                path = pyro.sample("w", EulerPath(prior, SIG, grid, w0))
+                pyro.sample("y", dist.Normal(path[..., -1, 0], S), obs=y)
+
+        def guide(post=post, grid=grid):
+            with pyro.plate("paths", n):
+                pyro.sample("w", EulerPath(post, SIG, grid, w0))
+
+        variances = []
+        for elbo in (STLTrace_ELBO(), Trace_ELBO()):
+            pyro.set_rng_seed(num)
+            loss = elbo.differentiable_loss(model, guide)
+            # Each path has its own (alpha, beta): the gradient is per sample.
+            ga, gb = torch.autograd.grad(loss, [doob.alpha, doob.beta])
+            variances.append((ga.var() + gb.var()).item())
+        stl_var.append(variances[0])
+        trace_var.append(variances[1])
+
+        with torch.no_grad():
+            q, p = EulerPath(post, SIG, grid, w0), EulerPath(prior, SIG, grid, w0)
+            v = q.rsample()
+            elbo_i = dist.Normal(v[:, -1, 0], S).log_prob(y) + p.log_prob(v) - q.log_prob(v)
+        gap, se = elbo_i.mean().item() - log_py, elbo_i.std().item() / math.sqrt(n)
+        # The ELBO of the exact SDE posterior against the Euler prior chain is log p(y) + O(dt).
+        assert abs(gap) < 3 * se + 1.0 / num, (num, gap, se)
+        elbo_sd.append(elbo_i.std().item())
+
+    assert all(a > b for a, b in itertools.pairwise(stl_var)), stl_var
+    assert all(a > b for a, b in itertools.pairwise(elbo_sd)), elbo_sd
+    assert min(trace_var) > 1.0  # the score term's variance does not vanish
+    assert stl_var[-1] / trace_var[-1] < 1e-2
+    assert stl_var[-1] < stl_var[0] / 20  # roughly dt^2: 4x per halving
