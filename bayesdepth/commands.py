@@ -77,8 +77,8 @@ def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn")
         init = {f"net.{name}": p.detach().expand(args.chains, *p.shape).clone()
                 for name, p in net.arch.named_parameters()}
     chains = bi.sample(
-        potential, sampler, num_chains=args.chains, init=init, num_draws=args.draws, warmup=args.warmup,
-        thin=args.thin, seed=args.seed, progress=not args.quiet, checkpoint=args.checkpoint,
+        potential, sampler, num_chains=args.chains, init=init, num_draws=args.draws,
+        warmup=args.warmup, thin=args.thin, seed=args.seed, progress=not args.quiet, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, resume=args.resume, on_nonfinite="stop_chain",
     )
     idata = chains.to_arviz()

@@ -140,8 +140,9 @@ def fit(
         model, guide: Pyro callables taking ``(*args, **kwargs)`` (e.g. ``x, y``).
         num_steps: SVI steps.
         lr: Adam learning rate (``pyro.optim.ClippedAdam``, gradient norm clipped at 10).
-        final_lr_fraction: the learning rate decays geometrically to ``lr * final_lr_fraction``.
-        optimizer: a Pyro optimiser instead of the default.
+        final_lr_fraction: the learning rate decays geometrically to ``lr * final_lr_fraction``
+            over ``num_steps`` (default optimiser only).
+        optimizer: a Pyro optimiser instead of the default (``lr`` and the decay are then unused).
         estimator: ``"stl"`` (default), ``"reparam"``, ``"kl"`` or any Pyro ``ELBO`` instance.
         batch_size: minibatch size, passed to the model and guide as ``subsample_size=``.
         num_particles, vectorize_particles: Monte-Carlo samples per step.

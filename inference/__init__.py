@@ -1,5 +1,17 @@
 """SGD and SG-MCMC as approximate posterior samplers, and the Langevin SDEs that describe them.
 
+- Samplers (one per module, pure ``init``/``step`` over a leading chain dimension): :class:`SGLD`,
+  :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
+  step-size schedules :class:`Constant`, :class:`CyclicalCosine`.
+- Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
+  :func:`module_potential`) and the multi-chain runner :func:`sample` (checkpoints, resume,
+  non-finite policies) returning :class:`Chains`.
+- Theory: :mod:`.langevin` and :mod:`.momentum` (closed-form stationary laws), :mod:`.sdes`
+  (SME1/SME2/underdamped/stochastic modified flow as torchsde SDEs), :mod:`.noise` (gradient-noise
+  statistics, tail index, alpha-stable noise), :mod:`.escape` (exit times), :mod:`.compare`
+  (SGD chains against predictions, figures).
+- ArviZ export and plots live in :mod:`.diagnostics` (imported on demand: it loads ArviZ).
+
 Ships as ``bayesdepth.inference``; it is not importable as a top-level ``inference``.
 """
 
@@ -9,24 +21,15 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
         "use 'from bayesdepth import inference' instead of 'import inference'"
     )
 
-# --- samplers (issue 5): imports go here ---
-from . import samplers, schedules
+from . import compare, escape, langevin, momentum, noise, samplers, schedules, sdes
+from .compare import sgd_vs_prediction
+from .langevin import stationary_covariance
 from .potentials import Potential, module_potential, pyro_potential
 from .runner import Chains, sample
 from .samplers import PSGLD, SGD, SGHMC, SGLD, SVAG, Sampler, SamplerState
 from .schedules import Constant, CyclicalCosine
 
-# --- end samplers ---
-
-# --- langevin (issue 6): imports go here ---
-from . import compare, escape, langevin, momentum, noise, sdes
-from .compare import sgd_vs_prediction
-from .langevin import stationary_covariance
-
-# --- end langevin ---
-
 __all__ = [
-    # --- samplers names ---
     "PSGLD",
     "SGD",
     "SGHMC",
@@ -38,17 +41,16 @@ __all__ = [
     "Potential",
     "Sampler",
     "SamplerState",
+    "compare",
+    "escape",
+    "langevin",
     "module_potential",
+    "momentum",
+    "noise",
     "pyro_potential",
     "sample",
     "samplers",
     "schedules",
-    # --- langevin names ---
-    "compare",
-    "escape",
-    "langevin",
-    "momentum",
-    "noise",
     "sdes",
     "sgd_vs_prediction",
     "stationary_covariance",

@@ -1,7 +1,8 @@
 r"""Compare SGD chains with the Langevin predictions: errors, KL, diffusion exponent, figures.
 
-Draws are arrays of shape (chains, draws, d) (torch tensors or numpy arrays), e.g. from the
-SG-MCMC runner or any hand-written loop. Standard errors come from the spread *between*
+Draws are arrays of shape (chains, draws, d) (torch tensors or numpy arrays), a dict of such
+arrays (flattened and concatenated in order), or the :class:`~bayesdepth.inference.Chains` that
+the SG-MCMC runner returns. Standard errors come from the spread *between*
 independent chains, so they are valid whatever the autocorrelation inside a chain.
 """
 
@@ -36,6 +37,12 @@ __all__ = [
 
 
 def _draws(draws) -> torch.Tensor:
+    """(chains, draws, d) float64 from a tensor, an array, a dict of such or a ``Chains``."""
+    if hasattr(draws, "draws") and isinstance(draws.draws, dict):
+        draws = draws.draws
+    if isinstance(draws, dict):
+        parts = [torch.as_tensor(v) for v in draws.values()]
+        draws = torch.cat([p.reshape(p.shape[0], p.shape[1], -1) for p in parts], -1)
     x = torch.as_tensor(np.asarray(draws) if not isinstance(draws, torch.Tensor) else draws)
     if x.dim() == 2:
         x = x.unsqueeze(0)
@@ -98,14 +105,15 @@ def diffusion_exponent(lags, msd, window: tuple[float, float] | None = None) -> 
 
 
 # ------------------------------------------------------------------ linear regression
-def _regression_parts(x, y, prior_scale, noise_scale):
+def _regression_parts(x, y, prior_scale, noise_scale, weight_decay=0.0):
+    """Hessian of the mean loss, the minimiser of ``L + weight_decay |w|^2 / 2`` and C there."""
     x = torch.as_tensor(x, dtype=torch.float64)
     y = torch.as_tensor(y, dtype=torch.float64)
     n, d = x.shape
     s2, p2 = noise_scale**2, prior_scale**2
     eye = torch.eye(d, dtype=x.dtype)
     hessian = x.T @ x / (n * s2) + eye / (n * p2)
-    mean = torch.linalg.solve(hessian, x.T @ y / (n * s2))
+    mean = torch.linalg.solve(hessian + weight_decay * eye, x.T @ y / (n * s2))
     grads = x * ((x @ mean - y) / s2).unsqueeze(-1) + mean / (n * p2)
     g = grads - grads.mean(0)
     return x, y, n, d, hessian, mean, g.T @ g / n
@@ -120,6 +128,7 @@ def linear_regression_moments(
     batch_size: int = 1,
     momentum: float = 0.0,
     discrete: bool = True,
+    weight_decay: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Exact stationary mean and covariance of constant SGD on Bayesian linear regression.
 
@@ -130,8 +139,10 @@ def linear_regression_moments(
     ``P = M_z P M_z^T + G [C_* + (1/N) sum_n K_n P_ww K_n] G^T / B`` with ``K_n = x_n x_n^T / s^2
     - X^T X / (N s^2)``, ``C_*`` the gradient covariance at the optimum, ``M_z``, ``G`` as in
     :mod:`.momentum`; the mean is exactly the posterior mean. Solved as a (2d)^2 linear system
-    (small d). Raises ``ValueError`` when the second moment has no stationary value (spectral
-    radius of the second-moment operator >= 1). For ``beta = 0``:
+    (small d). ``weight_decay`` (torch's, on top of the prior) replaces ``A`` by ``A + lambda I`` in
+    ``M_z`` and moves the mean to the minimiser of ``L + lambda |w|^2 / 2``. Raises
+    ``ValueError`` when the second moment has no stationary value (spectral radius of the
+    second-moment operator >= 1). For ``beta = 0``:
     ``S = M S M^T + (eta^2 / B)[C_* + (1/N) sum_n K_n S K_n]``.
 
     ``discrete=False`` (momentum 0 only) gives the SDE with the same state-dependent noise,
@@ -145,12 +156,14 @@ def linear_regression_moments(
     lr = check_positive("lr", lr)
     batch_size = check_positive_int("batch_size", batch_size)
     beta = check_positive("momentum", momentum, allow_zero=True)
-    x, y, n, d, a, mean, c = _regression_parts(x, y, prior_scale, noise_scale)
-    s_add = stationary_covariance(a, c, lr, batch_size, momentum=beta, discrete=discrete)
+    lam = check_positive("weight_decay", weight_decay, allow_zero=True)
+    x, y, n, d, a, mean, c = _regression_parts(x, y, prior_scale, noise_scale, lam)
+    s_add = stationary_covariance(a, c, lr, batch_size, momentum=beta, discrete=discrete,
+                                  weight_decay=lam)
     eye = torch.eye(d, dtype=x.dtype)
     if not discrete:
-        if beta:
-            raise ValueError("discrete=False is implemented for momentum = 0 only")
+        if beta or lam:
+            raise ValueError("discrete=False is implemented for momentum = weight_decay = 0 only")
         k = torch.einsum("ni,nj->nij", x, x) / noise_scale**2 - (x.T @ x / (n * noise_scale**2))
         kop = torch.einsum("nij,nkl->ikjl", k, k).reshape(d * d, d * d) / n
         lyap = torch.kron(a, eye) + torch.kron(eye, a) - lr / batch_size * kop
@@ -158,8 +171,9 @@ def linear_regression_moments(
         if float(torch.linalg.eigvalsh((s + s.T) / 2)[0]) <= 0:
             raise ValueError(f"no stationary second moment for the SDE at lr = {lr:.6g}")
         return mean, (s + s.T) / 2, s_add, a
+    at = a + lam * eye
     mz = torch.cat(
-        [torch.cat([eye - lr * a, -lr * beta * eye], 1), torch.cat([a, beta * eye], 1)], 0
+        [torch.cat([eye - lr * at, -lr * beta * eye], 1), torch.cat([at, beta * eye], 1)], 0
     )
     g = torch.cat([-lr * eye, eye], 0)
     k = torch.einsum("ni,nj->nij", x, x) / noise_scale**2 - (x.T @ x / (n * noise_scale**2))
@@ -186,7 +200,7 @@ def linear_regression_moments(
 class SGDComparison:
     """Result of :func:`sgd_vs_prediction` (all tensors float64)."""
 
-    mean: torch.Tensor  #: stationary mean (posterior mean)
+    mean: torch.Tensor  #: stationary mean (the posterior mean without weight decay)
     predicted: torch.Tensor  #: predicted stationary covariance
     empirical: torch.Tensor  #: pooled covariance of the chains
     standard_error: torch.Tensor  #: its Monte-Carlo standard error
@@ -215,7 +229,7 @@ def sgd_vs_prediction(
     ``data`` is a :class:`bayesdepth.data.LinearRegressionData` (default
     ``bayesdepth.data.linear_regression()``). Chains use :class:`bayesdepth.inference.samplers.SGD`
     (exactly ``torch.optim.SGD``) on the mean loss with iid batches; the prediction is
-    :func:`linear_regression_moments` (exact, with or without momentum). With ``out`` a
+    :func:`linear_regression_moments` (exact, with momentum and weight decay). With ``out`` a
     covariance-ellipse figure ``out/sgd_covariance.png`` is written.
     """
     from bayesdepth.data import linear_regression
@@ -226,12 +240,11 @@ def sgd_vs_prediction(
     num_chains = check_positive_int("num_chains", num_chains)
     num_draws = check_positive_int("num_draws", num_draws)
     x, y, n, d, a, _, _ = _regression_parts(data.x, data.y, data.prior_scale, data.noise_scale)
-    if weight_decay:
-        raise ValueError("weight_decay is not supported here (the prior already acts as one)")
     mean, pred, _, _ = linear_regression_moments(
-        x, y, data.prior_scale, data.noise_scale, lr, batch_size, momentum
+        x, y, data.prior_scale, data.noise_scale, lr, batch_size, momentum,
+        weight_decay=weight_decay,
     )
-    lam = float(torch.linalg.eigvalsh(a)[0])
+    lam = float(torch.linalg.eigvalsh(a)[0]) + weight_decay
     relax = (1 - momentum) / (lr * lam)
     warmup = int(10 * relax) + 1 if warmup is None else warmup
     gen = torch.Generator().manual_seed(seed)
@@ -245,7 +258,7 @@ def sgd_vs_prediction(
         pot = 0.5 * (r * r * s2).mean(-1)
         return g, pot
 
-    sampler = SGD(lr, momentum=momentum)
+    sampler = SGD(lr, momentum=momentum, weight_decay=weight_decay)
     state = sampler.init(mean.expand(num_chains, d).clone())
     draws = torch.empty(num_chains, num_draws, d, dtype=torch.float64)
     for k in range(warmup + num_draws):

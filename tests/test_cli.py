@@ -114,3 +114,63 @@ def test_sample_checkpoint_and_resume(tmp_path):
     assert resumed.sizes["draw"] == 12
     for name in whole.data_vars:
         assert (whole[name].values == resumed[name].values).all(), name
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "extra"),
+    [("bnn", "toy1d", []), ("sdebnn", "toy1d", ["--estimator", "kl"]),
+     ("anode", "moons", ["--batch-size", "64"])],
+)
+def test_fit_writes_history_and_figures(model, data, extra, tmp_path):
+    out = tmp_path / model
+    code, stdout, stderr = run_cli("fit", "--model", model, "--data", data, "--steps", "5",
+                                   "--num-samples", "4", "--out", str(out), "--quiet", "--json",
+                                   *extra)
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["steps"] == 5 and summary["model"] == model
+    assert (out / "history.csv").read_text().startswith("step,loss")
+    assert_png(out / "elbo.png")
+    if data == "toy1d":
+        assert_png(out / "predictive.png")
+    else:
+        assert 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_fit_reads_a_csv_file(tmp_path):
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}" for i in range(40)]
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(rows) + "\n")
+    code, stdout, stderr = run_cli("fit", "--model", "bnn", "--data", str(path), "--target",
+                                   "label", "--steps", "5", "--out", str(tmp_path / "o"),
+                                   "--quiet", "--json")
+    assert code == 0, stderr
+    assert "test_accuracy" in json.loads(stdout)
+
+
+def test_langevin(tmp_path):
+    code, stdout, stderr = run_cli("langevin", "--chains", "16", "--steps", "200", "--out",
+                                   str(tmp_path), "--quiet", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["relative_error"] < 0.5
+    assert_png(tmp_path / "sgd_covariance.png")
+
+
+def test_demo_quick_writes_report(tmp_path):
+    code, stdout, stderr = run_cli("demo", "--quick", "--out", str(tmp_path), "--quiet",
+                                   "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["quick"] is True
+    page = (tmp_path / "index.html").read_text()
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) >= 6
+    for name in pngs:
+        assert_png(tmp_path / name)
+        assert f"src='{name}'" in page
+    idata = az.from_netcdf(tmp_path / "sgld_posterior.nc")
+    assert idata.posterior.sizes["chain"] == 4
+    header = (tmp_path / "summary.csv").read_text().splitlines()[0]
+    for column in ("mean", "sd", "hdi_3%", "ess_bulk", "r_hat"):
+        assert column in header

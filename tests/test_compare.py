@@ -66,13 +66,19 @@ def test_empirical_msd_matches_closed_form_on_ar1():
     assert float(z.abs().max()) < 4
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.5])
-def test_sgd_vs_prediction_on_linear_regression(tmp_path, beta):
+@pytest.mark.parametrize(("beta", "wd"), [(0.0, 0.0), (0.5, 0.0), (0.5, 0.3)])
+def test_sgd_vs_prediction_on_linear_regression(tmp_path, beta, wd):
     data = linear_regression()
     res = compare.sgd_vs_prediction(data, lr=0.05, batch_size=5, momentum=beta, num_chains=100,
-                                    num_draws=1000, seed=0, out=tmp_path)
+                                    num_draws=1000, seed=0, out=tmp_path, weight_decay=wd)
     z = (res.empirical - res.predicted) / res.standard_error
     assert float(z.abs().max()) < 4
+    # the chains' mean is the stationary mean (posterior mean shrunk by the weight decay)
+    se_mean = res.draws.mean(1).std(0) / math.sqrt(res.draws.shape[0])
+    assert float(((res.draws.mean((0, 1)) - res.mean) / se_mean).abs().max()) < 4
+    if wd:
+        assert float((res.mean - data.posterior_mean).abs().max()) > 0.05
+        return
     torch.testing.assert_close(res.mean, data.posterior_mean)
     torch.testing.assert_close(res.posterior, data.posterior_cov)
     assert res.figure is not None and res.figure.stat().st_size > 5000
@@ -148,3 +154,16 @@ def test_quadratic_vs_prediction_with_momentum_and_weight_decay(tmp_path):
     shortcut = langevin.stationary_covariance(hessian, noise_cov, 0.2 / 0.2, 2, weight_decay=0.05,
                                               discrete=False)
     assert float(((res.empirical - shortcut) / res.standard_error).abs().max()) > 6
+
+
+def test_draws_from_runner_chains_and_dicts():
+    from bayesdepth.inference import Chains
+
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 50, 2, generator=gen, dtype=F64)
+    b = torch.randn(3, 50, generator=gen, dtype=F64)
+    chains = Chains(draws={"w": w, "b": b}, stats={})
+    cov, _ = compare.chain_covariance(chains)
+    ref, _ = compare.chain_covariance(torch.cat([w, b[..., None]], -1))
+    torch.testing.assert_close(cov, ref)
+    assert compare.empirical_msd({"w": w}, [1]).shape == (1,)

@@ -160,6 +160,8 @@ def test_svag_gap_shrinks_like_one_over_l():
         compare.relative_frobenius_error(langevin.stationary_covariance(A, C, 0.4, 1), sde))
 
 
+# torch.func.hessian (jacfwd) calls torch.jit.script internally in torch 2.13
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_modified_loss_is_exact_for_isotropic_noise_only():
     A, C, _ = q_problem()
     A = rot(0.3) @ A @ rot(0.3).T

@@ -149,7 +149,6 @@ def test_kl_only_estimator_replaces_the_log_ratio_by_half_integral_u_squared():
     assert loss_kl == pytest.approx(loss_tr + log_ratio + kl, abs=1e-9)
 
 
-@pytest.mark.slow
 def test_the_three_estimators_agree_in_expectation():
     """All three are unbiased for -ELBO: means over 400 draws agree within 3 standard errors."""
     model, guide = _path_problem()

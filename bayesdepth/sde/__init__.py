@@ -8,7 +8,7 @@
 """
 
 from .block import SDEBNNBlock
-from .models import RegressionPrediction, SDEBNNClassifier, SDEBNNRegressor
+from .models import SDEBNNClassifier, SDEBNNRegressor
 from .paths import EulerPath, kl_only
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
 
@@ -17,7 +17,6 @@ __all__ = [
     "EulerPath",
     "OUPrior",
     "PosteriorDrift",
-    "RegressionPrediction",
     "SDEBNNBlock",
     "SDEBNNClassifier",
     "SDEBNNRegressor",

@@ -10,7 +10,6 @@ full-data ELBO without any hand-set KL coefficient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import pyro
@@ -21,19 +20,11 @@ from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
 from .._validation import check_choice, check_positive, check_positive_int, check_tensor
+from ..predictive import RegressionPrediction, regression_prediction
 from .block import SDEBNNBlock
 from .processes import OUPrior
 
-__all__ = ["RegressionPrediction", "SDEBNNClassifier", "SDEBNNRegressor"]
-
-
-@dataclass(frozen=True)
-class RegressionPrediction:
-    """Predictive summary: ``mean`` and ``sd`` of y (noise included), ``epistemic_sd`` of f(x)."""
-
-    mean: torch.Tensor
-    sd: torch.Tensor
-    epistemic_sd: torch.Tensor
+__all__ = ["SDEBNNClassifier", "SDEBNNRegressor"]
 
 
 class _SDEBNN(PyroModule):
@@ -239,11 +230,7 @@ class SDEBNNRegressor(_SDEBNN):
                 chunk: int = 50) -> RegressionPrediction:
         """Predictive mean and sd at ``x`` over ``num_samples`` posterior weight paths."""
         f = self._predictive(x, "mean", num_samples, seed, chunk).squeeze(-1)
-        noise = torch.as_tensor(self._noise_value_now(), dtype=f.dtype)
-        epistemic_var = f.var(0, unbiased=False)
-        return RegressionPrediction(
-            mean=f.mean(0), sd=(epistemic_var + noise**2).sqrt(), epistemic_sd=epistemic_var.sqrt()
-        )
+        return regression_prediction(f, self._noise_value_now())
 
     def _noise_value_now(self) -> float:
         if "noise_value" in self.__dict__:
