@@ -79,7 +79,8 @@ def run_chains(args: argparse.Namespace, problem, out: Path, model: str = "bnn")
     chains = bi.sample(
         potential, sampler, num_chains=args.chains, init=init, num_draws=args.draws,
         warmup=args.warmup, thin=args.thin, seed=args.seed, progress=not args.quiet,
-        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume, on_nonfinite="stop_chain",
+        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, on_nonfinite="stop_chain",
     )
     idata = chains.to_arviz()
     files = write_diagnostics(idata, out, "posterior")
