@@ -37,9 +37,11 @@ def fit_sdebnn(toy, out: Path, steps: int, seed: int, quiet: bool) -> tuple[dict
 
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    model = SDEBNNRegressor(1, width=16, steps=10, noise=0.1).to(toy.x.device)
-    history = fit(model.model, model.guide, toy.x, toy.y, num_steps=steps, lr=1e-2,
-                  estimator="stl", progress=not quiet, seed=seed)
+    model = SDEBNNRegressor.toy(seed=seed).to(toy.x.device)
+    settings = {**SDEBNNRegressor.TOY_FIT, "num_steps": steps}
+    settings["anneal_steps"] = min(settings["anneal_steps"], steps // 4)
+    history = fit(model.model, model.guide, toy.x, toy.y, estimator="stl", progress=not quiet,
+                  seed=seed, **settings)
     pred = model.predict(toy.x_test, num_samples=64)
     train = model.predict(toy.x, num_samples=64)
     grid = toy.x_test.squeeze(-1) * 4 + 4
@@ -126,7 +128,7 @@ def run_demo(
     if device is not None:
         toy = data.RegressionData(toy.x.to(device), toy.y.to(device), toy.x_test.to(device))
     settings = (dict(svi_steps=20, draws=20, warmup=20, sgd_draws=100) if quick
-                else dict(svi_steps=1500, draws=500, warmup=3000, sgd_draws=2000))
+                else dict(svi_steps=2000, draws=500, warmup=3000, sgd_draws=2000))
     _log(quiet, "1/3 SDE-BNN on the 1-D regression (STL ELBO)")
     values, figures = fit_sdebnn(toy, out, settings["svi_steps"], seed, quiet)
     _log(quiet, "2/3 SGLD chains on a Bayesian MLP")
