@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["loss_curve", "predictive_band"]
+__all__ = ["loss_curve", "predictive_band", "save_figure"]
 
 
 def predictive_band(
@@ -43,7 +43,7 @@ def predictive_band(
     ax.set_ylabel("y")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_curve(values: Sequence[float], path: str | Path, ylabel: str = "-ELBO") -> Path:
@@ -55,10 +55,11 @@ def loss_curve(values: Sequence[float], path: str | Path, ylabel: str = "-ELBO")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG (parent folders created), close it, and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

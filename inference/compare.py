@@ -458,11 +458,6 @@ def plot_noise_to_signal(steps, ratio, path: str | Path, *, title: str = "") -> 
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
+    from bayesdepth.plotting import save_figure  # matplotlib is imported only when plotting
 
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
