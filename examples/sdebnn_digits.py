@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import bayesdepth as bd
+from bayesdepth.plotting import save_figure
 from bayesdepth.sde.models import SDEBNNClassifier
 from bayesdepth.sde.processes import OUPrior
 from bayesdepth.training import fit
@@ -79,12 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
     axh.bar(centers, counts, width=0.09)
     axh.set(xlabel="confidence", ylabel="test points", yscale="log",
             title=f"accuracy {acc:.3f}, NLL {nll:.3f}")
-    fig.tight_layout()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sdebnn_digits.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, Path(args.out) / "sdebnn_digits.png")
     print(f"wrote {path}")
     return path
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import bayesdepth as bd
+from bayesdepth.plotting import save_figure
 from bayesdepth.sde.models import SDEBNNRegressor
 from bayesdepth.training import fit
 
@@ -71,12 +72,7 @@ def main(argv: list[str] | None = None) -> Path:
     for j in range(6):  # six weight coordinates, five posterior paths each
         axw.plot(grid.numpy(), paths[:, :, j].T.numpy(), color=f"C{j}", alpha=0.7, lw=1)
     axw.set(xlabel="depth t", ylabel="w(t)", title="posterior weight paths (6 coordinates)")
-    fig.tight_layout()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sdebnn_regression.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, Path(args.out) / "sdebnn_regression.png")
     print(f"wrote {path}")
     return path
 
