@@ -41,9 +41,9 @@ from torch import nn
 
 from bayesdepth import data, metrics
 from bayesdepth.sde.block import SDEBNNBlock
+from bayesdepth.sde.exact import OUObservation
 from bayesdepth.sde.models import SDEBNNClassifier
-from bayesdepth.sde.paths import EulerPath
-from bayesdepth.sde.processes import OUPrior, PosteriorDrift
+from bayesdepth.sde.processes import OUPrior
 from bayesdepth.stl import STLTrace_ELBO
 from bayesdepth.training import fit
 
@@ -115,63 +115,29 @@ def peak_memory_mb(steps: int, backend: str, device) -> float:
 
 
 # ------------------------------------------------------------------------------ exact posterior
-TH, SIG, W0, Y, S = 1.0, 0.5, 0.3, 1.0, 0.2  # OU prior, w(0), observation y ~ N(w(1), S^2)
-
-
-class DoobCorrection(nn.Module):
-    """alpha * sigma^2 m (y - m w) / (v + s^2) + beta: the exact h-transform at (1, 0)."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(n, 1, dtype=torch.float64))
-        self.beta = nn.Parameter(torch.zeros(n, 1, dtype=torch.float64))
-
-    def forward(self, t, w):
-        t = torch.as_tensor(t, dtype=w.dtype)
-        m = torch.exp(-TH * (1 - t))
-        v = SIG**2 * (1 - torch.exp(-2 * TH * (1 - t))) / (2 * TH)
-        shape = (w.shape[0],) + (1,) * (w.dim() - 1)
-        return self.alpha.view(shape) * SIG**2 * m * (Y - m * w) / (v + S**2) \
-            + self.beta.view(shape)
-
-
 def exact_posterior_table(n: int = 2000) -> list[dict]:
     """ELBO gap and per-sample gradient variances, the variational drift set to the exact one."""
-
-    log_py = dist.Normal(
-        math.exp(-TH) * W0, math.sqrt(SIG**2 * (1 - math.exp(-2 * TH)) / (2 * TH) + S**2)
-    ).log_prob(torch.tensor(Y, dtype=torch.float64)).item()
-    y = torch.full((n,), Y, dtype=torch.float64)
-    w0 = torch.full((n, 1), W0, dtype=torch.float64)
+    problem = OUObservation()
+    log_py = problem.log_evidence()
     rows = []
     for num in (25, 50, 100, 200):
-        grid = torch.linspace(0, 1, num + 1, dtype=torch.float64)
-        prior = OUPrior(SIG, TH)
-        doob = DoobCorrection(n)
-        post = PosteriorDrift(prior, doob)
-
-        def model(prior=prior, grid=grid):
-            with pyro.plate("paths", n):
-                path = pyro.sample("w", EulerPath(prior, SIG, grid, w0))
-                pyro.sample("y", dist.Normal(path[..., -1, 0], S), obs=y)
-
-        def guide(post=post, grid=grid):
-            with pyro.plate("paths", n):
-                pyro.sample("w", EulerPath(post, SIG, grid, w0))
-
+        model, guide, doob = problem.model_and_guide(n, num)
         row = {"dt": 1 / num}
         for name, elbo in (("stl", STLTrace_ELBO()), ("trace", Trace_ELBO())):
             pyro.set_rng_seed(num)
             loss = elbo.differentiable_loss(model, guide)
             ga, gb = torch.autograd.grad(loss, [doob.alpha, doob.beta])
             row[f"{name}_var"] = (ga.var() + gb.var()).item()
-            if name == "stl":
-                with torch.no_grad():
-                    q, p = EulerPath(post, SIG, grid, w0), EulerPath(prior, SIG, grid, w0)
-                    v = q.rsample()
-                    e = dist.Normal(v[:, -1, 0], S).log_prob(y) + p.log_prob(v) - q.log_prob(v)
-                row["gap"] = e.mean().item() - log_py
-                row["gap_se"] = e.std().item() / math.sqrt(n)
+        with torch.no_grad():
+            guide_trace = pyro.poutine.trace(guide).get_trace()
+            model_trace = pyro.poutine.trace(
+                pyro.poutine.replay(model, trace=guide_trace)).get_trace()
+            guide_trace.compute_log_prob()
+            model_trace.compute_log_prob()
+            e = (model_trace.nodes["w"]["log_prob"] + model_trace.nodes["y"]["log_prob"]
+                 - guide_trace.nodes["w"]["log_prob"])
+        row["gap"] = e.mean().item() - log_py
+        row["gap_se"] = e.std().item() / math.sqrt(n)
         rows.append(row)
     return rows
 

@@ -8,9 +8,11 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torchsde
+from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import nn
 
+from bayesdepth.sde.exact import OUObservation
 from bayesdepth.sde.paths import EulerPath, _brownian, _StepTimeLogqpSDE, kl_only, sdeint_euler
 from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
 from bayesdepth.stl import STLTrace_ELBO
@@ -193,58 +195,30 @@ def test_drift_with_wrong_output_shape_is_rejected():
 
 
 # ----------------------------------------------------------------------------- exact posterior
-# Prior dw = -theta w dt + sigma dB, w(0) = w0, observation y ~ N(w(1), s^2). With
-# m(t) = exp(-theta (1 - t)) and v(t) = sigma^2 (1 - exp(-2 theta (1 - t))) / (2 theta),
-# w(1) | w(t) = w ~ N(m w, v), so h(t, w) = p(y | w(t) = w) = N(y; m w, v + s^2), and Doob's
-# h-transform gives the exact posterior SDE with the same sigma and the affine drift
-#     f_q(t, w) = -theta w + sigma^2 d/dw log h = -theta w + sigma^2 m (y - m w) / (v + s^2);
-# log p(y) = log N(y; m(0) w0, v(0) + s^2).
-TH, SIG, W0, Y, S = 1.0, 0.5, 0.3, 1.0, 0.2
+# OU prior path observed at t = 1 (bayesdepth.sde.exact): the guide's drift is the exact Doob
+# h-transform, so the ELBO tends to log p(y) as dt -> 0 and the STL gradient variance to zero.
+PROBLEM = OUObservation(theta=1.0, sigma=0.5, w0=0.3, y=1.0, noise=0.2)
 
 
-def _m_v(t):
-    m = torch.exp(-TH * (1 - t))
-    return m, SIG**2 * (1 - torch.exp(-2 * TH * (1 - t))) / (2 * TH)
-
-
-class _Doob(nn.Module):
-    """alpha * (exact correction) + beta, one (alpha, beta) per path: exact at (1, 0)."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(n, 1, dtype=F64))
-        self.beta = nn.Parameter(torch.zeros(n, 1, dtype=F64))
-
-    def forward(self, t, w):
-        m, v = _m_v(torch.as_tensor(t, dtype=w.dtype))
-        shape = (w.shape[0],) + (1,) * (w.dim() - 1)
-        exact = SIG**2 * m * (Y - m * w) / (v + S**2)
-        return self.alpha.view(shape) * exact + self.beta.view(shape)
+def _per_path_elbo(model, guide):
+    guide_trace = poutine.trace(guide).get_trace()
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace()
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    return (model_trace.nodes["w"]["log_prob"] + model_trace.nodes["y"]["log_prob"]
+            - guide_trace.nodes["w"]["log_prob"])
 
 
 def test_exact_posterior_elbo_and_stl_variance():
     n = 1000
+    # log p(y) = log N(y; exp(-theta) w0, sigma^2 (1 - exp(-2 theta)) / (2 theta) + s^2)
     log_py = dist.Normal(
-        math.exp(-TH) * W0, math.sqrt(SIG**2 * (1 - math.exp(-2 * TH)) / (2 * TH) + S**2)
-    ).log_prob(torch.tensor(Y, dtype=F64)).item()
-    y = torch.full((n,), Y, dtype=F64)
-    w0 = torch.full((n, 1), W0, dtype=F64)
+        math.exp(-1.0) * 0.3, math.sqrt(0.25 * (1 - math.exp(-2.0)) / 2 + 0.04)
+    ).log_prob(torch.tensor(1.0, dtype=F64)).item()
+    assert PROBLEM.log_evidence() == pytest.approx(log_py, abs=1e-12)
     stl_var, trace_var, elbo_sd = [], [], []
     for num in (25, 50, 100, 200):
-        grid = torch.linspace(0, 1, num + 1, dtype=F64)
-        prior = OUPrior(SIG, TH)
-        doob = _Doob(n)
-        post = PosteriorDrift(prior, doob)
-
-        def model(prior=prior, grid=grid):
-            with pyro.plate("paths", n):
-                path = pyro.sample("w", EulerPath(prior, SIG, grid, w0))
-                pyro.sample("y", dist.Normal(path[..., -1, 0], S), obs=y)
-
-        def guide(post=post, grid=grid):
-            with pyro.plate("paths", n):
-                pyro.sample("w", EulerPath(post, SIG, grid, w0))
-
+        model, guide, doob = PROBLEM.model_and_guide(n, num)
         variances = []
         for elbo in (STLTrace_ELBO(), Trace_ELBO()):
             pyro.set_rng_seed(num)
@@ -256,9 +230,7 @@ def test_exact_posterior_elbo_and_stl_variance():
         trace_var.append(variances[1])
 
         with torch.no_grad():
-            q, p = EulerPath(post, SIG, grid, w0), EulerPath(prior, SIG, grid, w0)
-            v = q.rsample()
-            elbo_i = dist.Normal(v[:, -1, 0], S).log_prob(y) + p.log_prob(v) - q.log_prob(v)
+            elbo_i = _per_path_elbo(model, guide)
         gap, se = elbo_i.mean().item() - log_py, elbo_i.std().item() / math.sqrt(n)
         # The ELBO of the exact SDE posterior against the Euler prior chain is log p(y) + O(dt).
         assert abs(gap) < 3 * se + 1.0 / num, (num, gap, se)
