@@ -178,10 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError, FileNotFoundError) as exc:
         print(f"bayesdepth: error: {exc}", file=sys.stderr)
         return 2
-    except (FloatingPointError, RuntimeError) as exc:  # numerical failure: no traceback either
-        if type(exc) is RuntimeError:  # a bug, not a numerical failure: show the traceback
-            raise
-        print(f"bayesdepth: failed: {exc}", file=sys.stderr)
+    except (FloatingPointError, RuntimeError) as exc:
+        from .anode import ODESolverError
+
+        if not isinstance(exc, FloatingPointError | ODESolverError):
+            raise  # not a numerical failure of the run: a bug, so show the traceback
+        print(f"bayesdepth: failed: {exc}", file=sys.stderr)  # non-finite loss, solver gave up
         return 1
     except KeyboardInterrupt:
         print("bayesdepth: interrupted", file=sys.stderr)

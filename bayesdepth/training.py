@@ -182,7 +182,16 @@ def fit(
     for step in bar:
         if anneal_steps:
             state["beta"] = min(1.0, (step + 1) / anneal_steps)
-        loss = svi.step(*args, **kwargs)
+        try:
+            loss = svi.step(*args, **kwargs)
+        except ValueError as exc:  # a parameter driven out of its support, e.g. a scale to 0
+            if step == 0 or "to satisfy the constraint" not in str(exc):
+                raise  # a mistake in the model or data, not a diverging run
+            bar.close()
+            reason = str(exc).splitlines()[0].split(", but found")[0]
+            raise FloatingPointError(
+                f"training diverged at step {step}: {reason} (try a smaller lr)"
+            ) from exc
         if not math.isfinite(loss):
             bar.close()
             raise FloatingPointError(

@@ -174,3 +174,12 @@ def test_demo_quick_writes_report(tmp_path):
     header = (tmp_path / "summary.csv").read_text().splitlines()[0]
     for column in ("mean", "sd", "hdi_3%", "ess_bulk", "r_hat"):
         assert column in header
+
+
+def test_diverging_training_is_one_line_with_exit_1(tmp_path, capsys):
+    code = main(["fit", "--model", "bnn", "--steps", "50", "--lr", "1e6", "--quiet",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert "training diverged at step" in err and "smaller lr" in err
+    assert len(err.splitlines()) == 1
