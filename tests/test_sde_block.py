@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -123,6 +125,38 @@ def test_normal_w0_latent_has_its_own_site():
     assert torch.equal(mt.nodes["b.w"]["fn"].w0, gt.nodes["b.w0"]["value"])
 
 
+def _w0_log_ratio(block):
+    """``log p(w0) - log q(w0)`` at the site ``b.w0`` for one guide draw."""
+    gt = poutine.trace(block.guide_part).get_trace()
+    mt = poutine.trace(poutine.replay(block.model_part, trace=gt)).get_trace()
+    w0 = gt.nodes["b.w0"]["value"]
+    return mt.nodes["b.w0"]["fn"].log_prob(w0) - gt.nodes["b.w0"]["fn"].log_prob(w0)
+
+
+@pytest.mark.parametrize("prior_mean", ["zero", "learned"])
+def test_w0_prior_mean_learned_prices_only_the_variances(prior_mean):
+    torch.manual_seed(0)
+    block = _block(w0="normal", name="b", w0_prior_scale=0.7, w0_prior_mean=prior_mean)
+    with torch.no_grad():
+        block.w0_log_scale.fill_(math.log(0.2))
+    pyro.set_rng_seed(1)
+    before = _w0_log_ratio(block)
+    with torch.no_grad():
+        block.w0_loc.add_(3.0)
+    pyro.set_rng_seed(1)
+    after = _w0_log_ratio(block)
+    if prior_mean == "zero":
+        assert not torch.allclose(before, after)
+        return
+    # With mu = m the ratio is sum_j log(0.2 / 0.7) + eps_j^2 / 2 - (0.2 eps_j)^2 / (2 * 0.49)
+    pyro.set_rng_seed(1)
+    eps = (poutine.trace(block.guide_part).get_trace().nodes["b.w0"]["value"]
+           - block.w0_loc.detach()) / 0.2
+    expected = (math.log(0.2 / 0.7) + eps**2 / 2 - (0.2 * eps) ** 2 / (2 * 0.49)).sum()
+    assert torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, expected, atol=1e-3)
+
+
 def test_custom_drift_module_is_accepted():
     class Zero(nn.Module):
         def forward(self, t, w):
@@ -140,6 +174,7 @@ def test_custom_drift_module_is_accepted():
         ({"in_features": 0}, ValueError, "in_features"),
         ({"solver": "rk4"}, ValueError, "solver"),
         ({"w0": "laplace"}, ValueError, "w0"),
+        ({"w0_prior_mean": "median"}, ValueError, "w0_prior_mean"),
         ({"grid": torch.tensor([0.0, 0.6, 0.5])}, ValueError, "increasing"),
         ({"posterior": "net"}, TypeError, "posterior"),
         ({"prior": 0.1}, TypeError, "prior"),

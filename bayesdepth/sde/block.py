@@ -14,8 +14,15 @@ and any Pyro ELBO trains it. Given the sampled path, ``h`` is integrated on the 
 plain loop (Euler; or Heun/midpoint on the path values), not by torchsde.
 
 Start of the weight path: by default ``w(0)`` is a learned point estimate (as in the paper); with
-``w0="normal"`` it is a latent with prior ``N(0, w0_prior_scale^2 I)`` and a mean-field Normal
-guide, sampled at the site ``"<block name>.w0"``.
+``w0="normal"`` it is a latent with prior ``N(mu, w0_prior_scale^2 I)`` and a mean-field Normal
+guide ``N(m, diag(s^2))``, sampled at the site ``"<block name>.w0"``. The prior mean ``mu`` is 0
+(``w0_prior_mean="zero"``) or a hyperparameter fit by maximising the ELBO (``"learned"``,
+empirical Bayes): the ELBO's optimum over ``mu`` is ``mu = m``, so the prior and the guide share
+the one parameter ``w0_loc`` and the KL of ``w(0)``,
+``sum_j [log(w0_prior_scale / s_j) + s_j^2 / (2 w0_prior_scale^2) - 1/2]``, prices only the
+variances. With a zero prior mean, mean-field VI prunes most weights to the prior (their means go
+to 0) and the network underfits; the learned mean keeps the capacity of the point estimate and
+adds the uncertainty (docs/sdebnn.md).
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class SDEBNNBlock(PyroModule):
         augment: zeros appended to ``h`` on entry (ANODE-style augmentation, Dupont et al. 2019).
         solver: ``"euler"`` (default), ``"heun"`` or ``"midpoint"`` for ``h`` on the path values.
         w0: ``"point"`` (learned point estimate, default) or ``"normal"`` (a latent).
+        w0_prior_scale: prior standard deviation of ``w(0)`` (``w0="normal"``).
+        w0_prior_mean: ``"zero"`` or ``"learned"`` (empirical Bayes; ``w0="normal"``).
         field: ``"mlp"`` (``h`` of shape ``(..., n, d)``) or ``"conv"``: two 3x3 convolutions
             ``C -> hidden -> C`` with ``tanh`` on images ``h`` of shape ``(..., n, C, H, W)``
             (e.g. 8x8 digits), padding keeps the size.
@@ -92,6 +101,7 @@ class SDEBNNBlock(PyroModule):
         solver: str = "euler",
         w0: str = "point",
         w0_prior_scale: float = 1.0,
+        w0_prior_mean: str = "zero",
         rank: int = 16,
         drift_hidden: int = 32,
         grid: torch.Tensor | None = None,
@@ -114,6 +124,7 @@ class SDEBNNBlock(PyroModule):
         self.w0_mode = check_choice("w0", w0, ("point", "normal"))
         self.field = check_choice("field", field, ("mlp", "conv"))
         self.w0_prior_scale = check_positive("w0_prior_scale", w0_prior_scale)
+        self.w0_prior_mean = check_choice("w0_prior_mean", w0_prior_mean, ("zero", "learned"))
         self.block_name = name
         prior = OUPrior(sigma=0.1) if prior is None else prior
         if not isinstance(prior, nn.Module) or not hasattr(prior, "sigma"):
@@ -206,8 +217,8 @@ class SDEBNNBlock(PyroModule):
         if self.w0_mode == "point":
             w0 = self.w0
         else:
-            scale = torch.full_like(self.w0_loc, self.w0_prior_scale)
-            base = dist.Normal(torch.zeros_like(scale), scale).to_event(1)
+            loc = self.w0_loc if self.w0_prior_mean == "learned" else torch.zeros_like(self.w0_loc)
+            base = dist.Normal(loc, torch.full_like(loc, self.w0_prior_scale)).to_event(1)
             w0 = pyro.sample(self._site("w0"), base)
         path = self.prior_path(w0)
         return path.with_start(pyro.sample(self._site("w"), path))
