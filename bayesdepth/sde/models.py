@@ -188,7 +188,7 @@ class SDEBNNRegressor(_SDEBNN):
         learned (empirical Bayes, see :class:`SDEBNNBlock`); initial weights drawn with
         ``seed``. With :attr:`TOY_FIT` (16 vectorised particles) it reaches a training RMSE
         below 0.15 and a predictive sd in the gap between the clusters over 3x that on them
-        (``tests/test_sde_models.py``; seeds 0-2 measured in docs/sdebnn.md).
+        (``tests/test_sde_models.py``, seed 0; other seeds, some of which miss, in docs/sdebnn.md).
         """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
