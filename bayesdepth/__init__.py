@@ -1,40 +1,30 @@
 """bayesdepth: continuous-depth Bayesian neural networks for Pyro.
 
-- SDE-BNNs (Xu et al. 2022): :class:`SDEBNNRegressor`, :class:`SDEBNNClassifier`, and the pieces
-  to build your own (:class:`SDEBNNBlock`, :class:`OUPrior`, :class:`PosteriorDrift`,
-  :class:`BottleneckDrift`, :class:`EulerPath`).
-- Augmented neural ODEs (Dupont et al. 2019): :class:`AugmentedNeuralODE`,
-  :class:`BayesianAugmentedNODE`, :class:`ODESolver`, :class:`SolveCost`, :func:`train_anode`.
-- A Bayesian MLP baseline: :class:`BayesianMLP`.
+- Models, all following one protocol (:class:`BayesianModel`: ``model``, ``guide``, ``predict``;
+  each owns its parameters and can be saved with :func:`save` and loaded with :func:`load`):
+  :class:`SDEBNNRegressor`, :class:`SDEBNNClassifier` (weights that follow an SDE in depth, Xu et
+  al. 2022), :class:`BayesianAugmentedNODE` (Dupont et al. 2019) and the :class:`BayesianMLP`
+  baseline, with a likelihood object (:class:`Gaussian`, :class:`Categorical`).
+- Building blocks for your own Pyro models: :class:`SDEBNNBlock` and :class:`OUPrior`
+  (:mod:`bayesdepth.sde` has the rest), :class:`AugmentedNeuralODE` and :class:`ODESolver`
+  (:mod:`bayesdepth.anode`).
 - Training: :func:`fit` (Pyro SVI) with :class:`STLTrace_ELBO` (sticking the landing) by default,
   or :class:`KLOnlyTrace_ELBO`.
 - :mod:`bayesdepth.data` (embedded data sets), :mod:`bayesdepth.metrics`,
-  :mod:`bayesdepth.predictive` (what every ``predict`` returns).
-- :mod:`bayesdepth.inference` (import it explicitly): SGD and SG-MCMC samplers over many chains,
-  Langevin theory of SGD, ArviZ diagnostics.
+  :mod:`bayesdepth.predictive` (what ``predict`` returns), :mod:`bayesdepth.plotting`.
+- :mod:`bayesdepth.inference` (import it explicitly): SGD, Adam and SG-MCMC samplers over many
+  chains, Langevin theory of SGD, ArviZ diagnostics.
 """
 
-from . import data, metrics, predictive
-from .anode import (
-    AugmentedNeuralODE,
-    BayesianAugmentedNODE,
-    ODESolver,
-    ODESolverError,
-    SolveCost,
-    train_anode,
-)
+from . import anode, data, metrics, plotting, predictive, sde
+from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, ODESolver
 from .bnn import BayesianMLP
-from .sde import (
-    BottleneckDrift,
-    EulerPath,
-    OUPrior,
-    PosteriorDrift,
-    SDEBNNBlock,
-    SDEBNNClassifier,
-    SDEBNNRegressor,
-)
-from .stl import STLTrace_ELBO
-from .training import FitHistory, KLOnlyTrace_ELBO, fit
+from .elbo import KLOnlyTrace_ELBO, STLTrace_ELBO
+from .likelihoods import Categorical, Gaussian
+from .protocol import BayesianModel
+from .sde import OUPrior, SDEBNNBlock, SDEBNNClassifier, SDEBNNRegressor
+from .serialization import load, save, saveable
+from .svi import fit
 
 __version__ = "0.1.0"
 
@@ -42,22 +32,24 @@ __all__ = [
     "AugmentedNeuralODE",
     "BayesianAugmentedNODE",
     "BayesianMLP",
-    "BottleneckDrift",
-    "EulerPath",
-    "FitHistory",
+    "BayesianModel",
+    "Categorical",
+    "Gaussian",
     "KLOnlyTrace_ELBO",
     "ODESolver",
-    "ODESolverError",
     "OUPrior",
-    "PosteriorDrift",
     "SDEBNNBlock",
     "SDEBNNClassifier",
     "SDEBNNRegressor",
     "STLTrace_ELBO",
-    "SolveCost",
+    "anode",
     "data",
     "fit",
+    "load",
     "metrics",
+    "plotting",
     "predictive",
-    "train_anode",
+    "save",
+    "saveable",
+    "sde",
 ]

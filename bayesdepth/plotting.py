@@ -1,14 +1,16 @@
-"""Figures shared by the command line, the demo and the examples (matplotlib, Agg backend)."""
+"""Figures shared by the command line, the demo, the examples and ``bayesdepth.inference``.
+
+matplotlib is imported when a figure is drawn, and its backend is never switched here (a notebook
+keeps its own; the command line selects ``Agg``). :func:`save_figure` is the one way every figure
+of the package is written.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
 __all__ = ["loss_curve", "predictive_band", "save_figure"]
@@ -28,6 +30,8 @@ def predictive_band(
 
     ``samples`` (k, m), if given, draws k function samples on the grid as thin lines.
     """
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4))
     grid, mu, s = (t.detach().cpu().reshape(-1) for t in (x_test, mean, sd))
     order = grid.argsort()
@@ -47,7 +51,9 @@ def predictive_band(
 
 
 def loss_curve(values: Sequence[float], path: str | Path, ylabel: str = "-ELBO") -> Path:
-    """A training curve (symlog y axis when the values change sign)."""
+    """A training curve (log y axis when every value is positive)."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(values) + 1), values, lw=1)
     if min(values) > 0:
@@ -58,11 +64,13 @@ def loss_curve(values: Sequence[float], path: str | Path, ylabel: str = "-ELBO")
     return save_figure(fig, path)
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG (parent folders created), close it, and return the path."""
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Save the matplotlib figure ``fig`` as a PNG (parent folders created), close it, and
+    return the path."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path

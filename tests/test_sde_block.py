@@ -109,7 +109,7 @@ def test_blocks_compose_inside_a_user_model_and_train():
         b1.guide_part()
         b2.guide_part()
 
-    from bayesdepth.training import fit
+    from bayesdepth.svi import fit
 
     hist = fit(model, guide, x, y, num_steps=30, lr=1e-2, progress=False, seed=0)
     assert hist.loss[-1] < hist.loss[0]

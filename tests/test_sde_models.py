@@ -3,11 +3,11 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from bayesdepth import data, metrics
+from bayesdepth import Gaussian, data, metrics
 from bayesdepth.sde.models import SDEBNNClassifier, SDEBNNRegressor
 from bayesdepth.sde.paths import EulerPath
 from bayesdepth.sde.processes import OUPrior
-from bayesdepth.training import fit
+from bayesdepth.svi import fit
 
 
 def _toy():
@@ -34,21 +34,29 @@ def test_regressor_sites_plate_and_minibatch_scaling():
 
 def test_regressor_predict_shapes_seed_and_noise_floor():
     x, _y = _toy()
-    m = SDEBNNRegressor(2, width=4, steps=3, noise=0.2)
-    p1 = m.predict(x, num_samples=7, seed=1, chunk=3)
-    p2 = m.predict(x, num_samples=7, seed=1, chunk=3)
+    m = SDEBNNRegressor(2, width=4, steps=3, likelihood=Gaussian(0.2))
+    p1 = m.predict(x, num_samples=7, seed=1, chunk_size=3)
+    p2 = m.predict(x, num_samples=7, seed=1, chunk_size=3)
     assert p1.mean.shape == p1.sd.shape == p1.epistemic_sd.shape == (12,)
+    assert p1.samples.shape == (7, 12)
     torch.testing.assert_close(p1.mean, p2.mean)
     torch.testing.assert_close(p1.sd**2, p1.epistemic_sd**2 + 0.04)
     assert (p1.epistemic_sd > 0).all()
+    assert not torch.equal(m.predict(x, num_samples=7).mean, m.predict(x, num_samples=7).mean)
 
 
 def test_classifier_predict_averages_probabilities():
     x = torch.randn(9, 3)
     m = SDEBNNClassifier(3, num_classes=4, width=5, steps=3, prior=OUPrior(0.5))
-    per_sample = m._predictive(x, "probs", 6, seed=2, chunk=6)
-    probs = m.predict(x, num_samples=6, seed=2)
+    pred = m.predict(x, num_samples=6, seed=2)
+    per_sample = pred.samples.softmax(-1)
+    probs = pred.probs
     torch.testing.assert_close(probs, per_sample.mean(0))
+    entropy = -(probs * probs.log()).sum(-1)
+    expected = -(per_sample * per_sample.log()).sum(-1).mean(0)
+    torch.testing.assert_close(pred.entropy, entropy)
+    torch.testing.assert_close(pred.mutual_information, entropy - expected)
+    assert (pred.mutual_information > 0).all()
     torch.testing.assert_close(probs.sum(-1), torch.ones(9))
     geometric = per_sample.log().mean(0).softmax(-1)  # what averaging log-probabilities gives
     assert not torch.allclose(probs, geometric, atol=1e-4)
@@ -77,7 +85,7 @@ def test_sample_paths_draw_a_latent_start_from_its_guide():
 
 def test_vectorised_particles_and_augmentation_train():
     x, y = _toy()
-    m = SDEBNNRegressor(2, width=4, steps=3, augment=2, noise=0.5)
+    m = SDEBNNRegressor(2, width=4, steps=3, augment=2, likelihood=Gaussian(0.5))
     hist = fit(m.model, m.guide, x, y, num_steps=20, num_particles=3, vectorize_particles=True,
                progress=False, seed=0)
     assert hist.loss[-1] < hist.loss[0]
@@ -97,8 +105,10 @@ def test_float64_model_runs_in_float64():
         (torch.randn(5), torch.randn(5), ValueError, "x must have"),
         (torch.randn(5, 3), torch.randn(5), ValueError, r"x must have shape \(n, 2\)"),
         (torch.ones(5, 2, dtype=torch.long), torch.randn(5), TypeError, "x must have a floating"),
-        (torch.randn(5, 2), torch.randn(4), ValueError, "y must have shape"),
-        (torch.randn(5, 2), torch.randn(5, 1), ValueError, "y must have"),
+        (torch.randn(5, 2), torch.randn(4), ValueError, r"y must have shape \(5,\)"),
+        (torch.randn(5, 2), torch.randn(5, 1), ValueError, r"y must have shape \(5,\)"),
+        (torch.randn(5, 2), torch.tensor([0.0, 1, float("nan"), 0, 0]), ValueError,
+         "non-finite value in row 2"),
     ],
 )
 def test_regressor_bad_inputs(x, y, exc, match):
@@ -117,10 +127,12 @@ def test_classifier_bad_inputs_and_arguments():
         SDEBNNRegressor(1, steps=0)
     with pytest.raises(ValueError, match="sigma"):
         SDEBNNRegressor(1, prior=OUPrior(sigma=0.0))
-    with pytest.raises(ValueError, match="noise"):
-        SDEBNNRegressor(1, noise=-0.1)
-    with pytest.raises(ValueError, match="subsample_size"):
-        SDEBNNRegressor(1, subsample_size=0)
+    with pytest.raises(ValueError, match="scale"):
+        SDEBNNRegressor(1, likelihood=Gaussian(-0.1))
+    with pytest.raises(TypeError, match=r"bayesdepth\.Gaussian"):
+        SDEBNNRegressor(1, likelihood=m.likelihood)
+    with pytest.raises(ValueError, match="subsample_size must be <= the 4 rows"):
+        m.model(torch.randn(4, 2), subsample_size=5)
 
 
 @pytest.mark.slow
@@ -142,24 +154,22 @@ def test_toy_regression_fit_and_in_between_uncertainty():
 
 def test_digits_short_run_exceeds_90_percent():
     d = data.digits()
-    torch.manual_seed(0)
-    m = SDEBNNClassifier(64, 10, width=32, steps=5)
+    m = SDEBNNClassifier(64, 10, width=32, steps=5, seed=0)
     fit(m.model, m.guide, d.x_train, d.y_train, num_steps=400, batch_size=128, lr=1e-2,
         progress=False, seed=0)
-    probs = m.predict(d.x_test, num_samples=8, seed=0)
+    probs = m.predict(d.x_test, num_samples=8, seed=0).probs
     assert metrics.accuracy(probs, d.y_test) > 0.90
 
 
 def test_conv_classifier_on_8x8_images():
     d = data.digits(flatten=False)
-    torch.manual_seed(0)
-    m = SDEBNNClassifier(1, 10, width=4, steps=3, field="conv")
+    m = SDEBNNClassifier(1, 10, width=4, steps=3, field="conv", seed=0)
     with pytest.raises(ValueError, match="x must have 4 dimension"):
         m.model(d.x_train.flatten(1), d.y_train)
     with pytest.raises(ValueError, match=r"x must have shape \(n, 1, 8, 8\)"):
         m.model(d.x_train[..., :7], d.y_train)
     fit(m.model, m.guide, d.x_train, d.y_train, num_steps=120, batch_size=64, lr=2e-2,
         progress=False, seed=0)
-    probs = m.predict(d.x_test, num_samples=4, seed=0)
+    probs = m.predict(d.x_test, num_samples=4, seed=0).probs
     assert probs.shape == (450, 10)
     assert metrics.accuracy(probs, d.y_test) > 0.6  # chance is 0.1

@@ -12,10 +12,10 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import nn
 
+from bayesdepth.elbo import STLTrace_ELBO
 from bayesdepth.sde.exact import OUObservation
 from bayesdepth.sde.paths import EulerPath, _brownian, _StepTimeLogqpSDE, kl_only, sdeint_euler
 from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
-from bayesdepth.stl import STLTrace_ELBO
 
 F64 = torch.float64
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_positive_int
+from ..serialization import Recorded
 
 __all__ = ["ConvField", "MLPField"]
 
@@ -30,7 +31,7 @@ class _TimeConcatLinear(nn.Linear):
         return super().forward(torch.cat([h, tt], dim=-1))
 
 
-class MLPField(nn.Module):
+class MLPField(Recorded, nn.Module):
     """``f(t, h) = L_K([... act(L_1([h, t])) ..., t])``, with ``t`` fed to every layer.
 
     Args:
@@ -71,7 +72,7 @@ class _TimeConcatConv(nn.Conv2d):
         return super().forward(torch.cat([h, tt], dim=1))
 
 
-class ConvField(nn.Module):
+class ConvField(Recorded, nn.Module):
     """Convolutional field on images of ``channels`` channels (input plus augmented channels).
 
     Three time-concatenated convolutions, ``channels -> hidden -> hidden -> channels``: 1x1, 3x3,

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_positive_int, check_tensor
+from ..serialization import Recorded
 from .fields import ConvField, MLPField
 from .solver import ODESolver, SolveCost
 
 __all__ = ["AugmentedNeuralODE"]
 
 
-class AugmentedNeuralODE(nn.Module):
+class AugmentedNeuralODE(Recorded, nn.Module):
     """Augmented neural ODE with a linear (or identity) readout.
 
     Args:

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import check_choice, check_positive, check_positive_int
-from .paths import EulerPath, check_grid
+from .paths import EulerPath, Simulator, check_grid
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
 
 __all__ = ["SDEBNNBlock"]
@@ -87,6 +87,10 @@ class SDEBNNBlock(PyroModule):
             (e.g. 8x8 digits), padding keeps the size.
         grid: explicit strictly increasing times (overrides ``steps``/``t1``).
         name: site-name prefix when the block is not a child of another ``PyroModule``.
+        simulator: how weight paths are drawn, ``simulator(drift, sigma, grid, w0, entropy) ->
+            (K+1, batch, d)``; default :func:`~bayesdepth.sde.paths.sdeint_euler` (torchsde).
+            A replacement must produce exactly the Euler–Maruyama chain (docs/theory.md §8),
+            e.g. a hand-written loop for benchmarking.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class SDEBNNBlock(PyroModule):
         grid: torch.Tensor | None = None,
         name: str = "block",
         field: str = "mlp",
+        simulator: Simulator | None = None,
     ) -> None:
         super().__init__(name)
         self.in_features = check_positive_int("in_features", in_features)
@@ -152,7 +157,9 @@ class SDEBNNBlock(PyroModule):
             )
         self.posterior = PosteriorDrift(prior, posterior)
         self._check_drift(posterior)
-        self.simulate = None  # None: torchsde (see EulerPath); benchmarks may swap in a loop
+        if simulator is not None and not callable(simulator):
+            raise TypeError(f"simulator must be callable, got {type(simulator).__name__}")
+        self.simulator = simulator
 
     def _layer_init(self, fan_out: int, fan_in: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.field == "conv":
@@ -188,12 +195,12 @@ class SDEBNNBlock(PyroModule):
 
     def prior_path(self, w0: torch.Tensor) -> EulerPath:
         """The prior chain started at ``w0``."""
-        return EulerPath(self.prior, self.sigma, self.grid, w0, simulate=self.simulate)
+        return EulerPath(self.prior, self.sigma, self.grid, w0, simulate=self.simulator)
 
     def posterior_path(self, w0: torch.Tensor, generator: torch.Generator | None = None):
         """The posterior chain started at ``w0``."""
         return EulerPath(
-            self.posterior, self.sigma, self.grid, w0, generator=generator, simulate=self.simulate
+            self.posterior, self.sigma, self.grid, w0, generator=generator, simulate=self.simulator
         )
 
     def forward(self, h: torch.Tensor | None = None, guide: bool = False):

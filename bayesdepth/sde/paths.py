@@ -229,6 +229,10 @@ class EulerPath(TorchDistribution):
     def _previous(self, value: torch.Tensor) -> torch.Tensor:
         return self.with_start(value)[..., :-1, :]
 
+    def kl_only(self, prior: EulerPath, value: torch.Tensor) -> torch.Tensor:
+        """The KL-only estimate along ``value`` against ``prior`` (see :func:`kl_only`)."""
+        return kl_only(self, prior, value)
+
     def mean_increment(self, value: torch.Tensor) -> torch.Tensor:
         """``f(t_k, w_k) dt_k`` for k = 0..K-1 at the points of ``value``."""
         prev = self._previous(value)

@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from .._validation import check_positive, check_positive_int
+from ..serialization import Recorded
 
 __all__ = ["BottleneckDrift", "OUPrior", "PosteriorDrift"]
 
 
-class OUPrior(nn.Module):
+class OUPrior(Recorded, nn.Module):
     """Ornstein–Uhlenbeck prior ``dw = -theta * w dt + sigma dB``.
 
     Called as a drift, ``OUPrior()(t, w) = -theta * w``. Its stationary law is
@@ -49,7 +50,7 @@ class OUPrior(nn.Module):
         return f"sigma={self.sigma}, theta={self.theta}"
 
 
-class BottleneckDrift(nn.Module):
+class BottleneckDrift(Recorded, nn.Module):
     """The default posterior correction ``g_phi(t, w)``: a time-conditioned bottleneck network.
 
     ``w (d) -> r -> [hidden, +t] -> r -> d``: a linear projection to ``rank`` features, a small

@@ -3,14 +3,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from bayesdepth import data
-from bayesdepth.sde.paths import EulerPath, kl_only
-from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
-from bayesdepth.stl import STLTrace_ELBO
-from bayesdepth.training import KLOnlyTrace_ELBO, _ScaleLatents, fit, make_elbo
+from bayesdepth.svi import _ScaleLatents, fit
 
 F64 = torch.float64
 
@@ -66,15 +62,6 @@ def test_batch_size_is_passed_as_subsample_size():
     assert seen == [4, 4]
 
 
-def test_make_elbo_selects_the_estimators():
-    assert type(make_elbo("stl")) is STLTrace_ELBO
-    assert type(make_elbo("reparam")) is Trace_ELBO
-    assert type(make_elbo("kl")) is KLOnlyTrace_ELBO
-    custom = Trace_ELBO(num_particles=3)
-    assert make_elbo(custom) is custom
-    assert make_elbo("stl", num_particles=4).num_particles == 4
-
-
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
@@ -112,54 +99,3 @@ def test_annealing_scales_latent_sites_only_and_ramps_up():
     guide = pyro.infer.autoguide.AutoNormal(model)
     hist = fit(model, guide, num_steps=8, anneal_steps=4, progress=False, seed=0)
     assert hist.beta == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
-
-
-def _path_problem():
-    sigma = 0.3
-    prior = OUPrior(sigma)
-    corr = BottleneckDrift(3, rank=2, hidden=3).double()
-    torch.nn.init.normal_(corr.up.weight, std=0.5)
-    post = PosteriorDrift(prior, corr)
-    grid = torch.linspace(0, 1, 9, dtype=F64)
-    w0 = torch.ones(3, dtype=F64)
-
-    def model():
-        path = pyro.sample("w", EulerPath(prior, sigma, grid, w0))
-        pyro.sample("y", dist.Normal(path[-1].sum(), 0.5), obs=torch.tensor(1.0, dtype=F64))
-
-    def guide():
-        pyro.sample("w", EulerPath(post, sigma, grid, w0))
-
-    return model, guide
-
-
-def test_kl_only_estimator_replaces_the_log_ratio_by_half_integral_u_squared():
-    model, guide = _path_problem()
-    pyro.set_rng_seed(5)
-    loss_kl = KLOnlyTrace_ELBO(max_plate_nesting=0).loss(model, guide)
-    pyro.set_rng_seed(5)
-    loss_tr = Trace_ELBO(max_plate_nesting=0).loss(model, guide)
-    pyro.set_rng_seed(5)
-    gt = poutine.trace(guide).get_trace()
-    mt = poutine.trace(poutine.replay(model, trace=gt)).get_trace()
-    q, p, v = gt.nodes["w"]["fn"], mt.nodes["w"]["fn"], gt.nodes["w"]["value"]
-    log_ratio = (p.log_prob(v) - q.log_prob(v)).item()
-    kl = kl_only(q, p, v).item()
-    assert kl > 1e-3
-    assert loss_kl == pytest.approx(loss_tr + log_ratio + kl, abs=1e-9)
-
-
-def test_the_three_estimators_agree_in_expectation():
-    """All three are unbiased for -ELBO: means over 400 draws agree within 3 standard errors."""
-    model, guide = _path_problem()
-    draws = {}
-    for name, elbo in (("stl", STLTrace_ELBO()), ("reparam", Trace_ELBO()),
-                       ("kl", KLOnlyTrace_ELBO())):
-        pyro.set_rng_seed(0)
-        draws[name] = torch.tensor([elbo.loss(model, guide) for _ in range(400)], dtype=F64)
-    for name in ("reparam", "kl"):
-        diff = draws[name].mean() - draws["stl"].mean()
-        se = (draws[name].var() / 400 + draws["stl"].var() / 400).sqrt()
-        assert diff.abs() < 3 * se + 1e-9, (name, diff, se)
-    # STL and Trace_ELBO share the loss value draw for draw (only gradients differ).
-    torch.testing.assert_close(draws["stl"], draws["reparam"])

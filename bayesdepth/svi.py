@@ -1,15 +1,9 @@
 """``fit``: stochastic variational inference for any Pyro ``model``/``guide`` pair.
 
-Pyro SVI with one of three ELBO gradient estimators (Xu et al. 2022, section 4; Roeder et al.
-2017):
-
-- ``"stl"`` (default): :class:`~bayesdepth.STLTrace_ELBO`, the sticking-the-landing estimator; its
-  gradient variance vanishes as the guide approaches the exact posterior.
-- ``"reparam"``: Pyro's :class:`~pyro.infer.Trace_ELBO` (path derivative plus score term).
-- ``"kl"``: the reparameterised likelihood term plus, for every weight-path site, the KL-only
-  estimator ``sum_k 1/2 |u_k|^2 dt_k`` in place of ``log p(path) - log q(path)``; this drops the
-  zero-mean martingale term ``sum_k u_k . dB_k`` of the discrete Girsanov sum and is what
-  ``torchsde.sdeint(..., logqp=True)`` integrates (:class:`KLOnlyTrace_ELBO`).
+Pyro SVI with the ELBO gradient estimator of :func:`bayesdepth.elbo.make_elbo` (default: the
+sticking-the-landing :class:`~bayesdepth.STLTrace_ELBO`; Xu et al. 2022, section 4; Roeder et
+al. 2017), a clipped Adam with a geometric learning-rate decay, KL annealing, minibatches, a
+progress bar, and a clear error when training diverges.
 
 Minibatches: with ``batch_size`` the model is called with ``subsample_size=batch_size`` and is
 expected to pass it to its ``pyro.plate(..., subsample_size=...)``, which rescales the likelihood
@@ -26,60 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
-import torch
-from pyro.infer import ELBO, SVI, Trace_ELBO
+from pyro.infer import ELBO, SVI
 from pyro.poutine.scale_messenger import ScaleMessenger
 from tqdm.auto import tqdm
 
-from ._validation import check_choice, check_positive, check_positive_int
-from .sde.paths import EulerPath, kl_only
-from .stl import STLTrace_ELBO
+from ._validation import check_positive, check_positive_int
+from .elbo import make_elbo
 
-__all__ = ["ESTIMATORS", "FitHistory", "KLOnlyTrace_ELBO", "fit", "make_elbo"]
-
-ESTIMATORS = ("stl", "reparam", "kl")
-
-
-class KLOnlyTrace_ELBO(Trace_ELBO):
-    """``Trace_ELBO`` with the KL-only estimator at weight-path sites.
-
-    For each sample site where both the model and the guide hold an
-    :class:`~bayesdepth.sde.paths.EulerPath`, the term ``log p(path) - log q(path)`` is replaced by
-    ``-sum_k 1/2 |u_k|^2 dt_k`` (times the site's scale). Other sites keep ``Trace_ELBO``'s
-    treatment.
-    """
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The KL-only loss value (``Trace_ELBO.loss`` would give the plain estimate)."""
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def _differentiable_loss_particle(self, model_trace, guide_trace):
-        loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
-        for name, site in guide_trace.nodes.items():
-            if site["type"] != "sample" or not isinstance(site["fn"], EulerPath):
-                continue
-            model_site = model_trace.nodes.get(name)
-            if model_site is None or not isinstance(model_site["fn"], EulerPath):
-                continue
-            log_ratio = model_site["log_prob_sum"] - site["log_prob_sum"]
-            kl = (kl_only(site["fn"], model_site["fn"], site["value"]) * site["scale"]).sum()
-            correction = log_ratio + kl
-            loss = loss + float(correction)
-            surrogate = surrogate + correction
-        return loss, surrogate
-
-
-def make_elbo(
-    estimator: str | ELBO = "stl", num_particles: int = 1, vectorize_particles: bool = False
-) -> ELBO:
-    """The ELBO object for an estimator name (an ``ELBO`` instance is returned unchanged)."""
-    if isinstance(estimator, ELBO):
-        return estimator
-    check_choice("estimator", estimator, ESTIMATORS)
-    num_particles = check_positive_int("num_particles", num_particles)
-    cls = {"stl": STLTrace_ELBO, "reparam": Trace_ELBO, "kl": KLOnlyTrace_ELBO}[estimator]
-    return cls(num_particles=num_particles, vectorize_particles=vectorize_particles)
+__all__ = ["FitHistory", "fit"]
 
 
 class _ScaleLatents(ScaleMessenger):

@@ -7,15 +7,15 @@ import sys
 import arviz as az
 import pytest
 
-from bayesdepth.cli import main
+from bayesdepth.app.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SUBCOMMANDS = ["demo", "fit", "sample", "diagnose", "langevin"]
+SUBCOMMANDS = ["demo", "fit", "predict", "sample", "diagnose", "langevin"]
 
 
 def run_cli(*argv):
     """The console script in a fresh process: (exit status, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "bayesdepth.cli", *argv],
+    proc = subprocess.run([sys.executable, "-m", "bayesdepth.app", *argv],
                           capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -23,6 +23,21 @@ def run_cli(*argv):
 def assert_png(path):
     assert path.is_file(), path
     assert path.read_bytes()[:8] == PNG_MAGIC, path
+
+
+def test_every_flag_is_an_argument_of_its_command():
+    """The option table and the command functions agree, so no flag is silently dropped."""
+    import inspect
+
+    from bayesdepth.app import cli, commands
+
+    assert sorted(cli.COMMANDS) == sorted(SUBCOMMANDS)
+    for name, (_, options) in cli.COMMANDS.items():
+        flags = {o.dest for o in options} - {"config", "threads", "json"}
+        if name == "diagnose":
+            flags.add("json_output")
+        params = set(inspect.signature(getattr(commands, name)).parameters)
+        assert flags == params, name
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -57,12 +72,12 @@ def test_csv_errors_name_row_and_column(tmp_path, capsys):
     assert main(["fit", "--data", str(bad), "--target", "y", "--quiet"]) == 2
     assert "missing value in row 3, column 'b'" in capsys.readouterr().err
     assert main(["fit", "--data", str(bad), "--target", "z", "--quiet"]) == 2
-    assert "target column 'z' not found" in capsys.readouterr().err
+    assert "column(s) 'z' not found" in capsys.readouterr().err
     assert bad.read_text() == "a,b,y\n1,2,3\n4,,6\n"
 
 
 def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
-    from bayesdepth.cli import parse_args
+    from bayesdepth.app.cli import parse_args
 
     config = tmp_path / "run.toml"
     config.write_text('seed = 7\n[fit]\nmodel = "bnn"\nsteps = 12\n')
@@ -71,6 +86,13 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     config.write_text("[fit]\nwidth = 3\n")
     assert main(["fit", "--config", str(config)]) == 2
     assert "unknown option(s) width" in capsys.readouterr().err
+    # config values meet the flags' choices and types
+    config.write_text('[fit]\nmodel = "bogus"\n')
+    assert main(["fit", "--config", str(config)]) == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    config.write_text('[sample]\nchains = "many"\n')
+    assert main(["sample", "--config", str(config)]) == 2
+    assert "invalid int value: 'many'" in capsys.readouterr().err
 
 
 def test_sample_then_diagnose(tmp_path):
@@ -130,6 +152,7 @@ def test_fit_writes_history_and_figures(model, data, extra, tmp_path):
     summary = json.loads(stdout)
     assert summary["steps"] == 5 and summary["model"] == model
     assert (out / "history.csv").read_text().startswith("step,loss")
+    assert (out / "model.pt").is_file()
     assert_png(out / "elbo.png")
     if data == "toy1d":
         assert_png(out / "predictive.png")
@@ -137,15 +160,52 @@ def test_fit_writes_history_and_figures(model, data, extra, tmp_path):
         assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
-def test_fit_reads_a_csv_file(tmp_path):
-    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{int(i % 7 > 3)}" for i in range(40)]
+def test_fit_reads_a_csv_file_and_predict_applies_the_saved_model(tmp_path):
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{2 * int(i % 7 > 3) + 5}" for i in range(40)]
     path = tmp_path / "table.csv"
     path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "o"
     code, stdout, stderr = run_cli("fit", "--model", "bnn", "--data", str(path), "--target",
-                                   "label", "--steps", "5", "--out", str(tmp_path / "o"),
-                                   "--quiet", "--json")
+                                   "label", "--steps", "200", "--out", str(out), "--quiet",
+                                   "--json")
     assert code == 0, stderr
     assert "test_accuracy" in json.loads(stdout)
+    new = tmp_path / "new.csv"  # columns in another order, no label column
+    new.write_text("b,a\n0,0\n4,6\n2,1\n")
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model-file", str(out / "model.pt"), "--data", str(new),
+                 "--out", str(preds), "--quiet"]) == 0
+    lines = preds.read_text().splitlines()
+    assert lines[0] == "predicted,prob_5,prob_7" and len(lines) == 4
+    labels = [line.split(",")[0] for line in lines[1:]]
+    assert labels == ["5", "7", "5"]  # the label rule: a > 3
+    probs = [list(map(float, line.split(",")[1:])) for line in lines[1:]]
+    assert all(abs(sum(p) - 1) < 1e-6 for p in probs)
+
+
+def test_predict_regression_in_the_target_units(tmp_path):
+    rows = ["x,price"] + [f"{i / 10},{100 + 3 * i / 10}" for i in range(60)]
+    path = tmp_path / "reg.csv"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "fit"
+    assert main(["fit", "--model", "bnn", "--data", str(path), "--target", "price",
+                 "--steps", "300", "--out", str(out), "--quiet"]) == 0
+    preds = tmp_path / "p.csv"
+    assert main(["predict", "--model-file", str(out / "model.pt"), "--data", str(path),
+                 "--out", str(preds), "--quiet", "--json"]) == 0
+    lines = preds.read_text().splitlines()
+    assert lines[0] == "mean,sd" and len(lines) == 61
+    mean = [float(line.split(",")[0]) for line in lines[1:]]
+    assert abs(mean[0] - 100) < 2 and abs(mean[-1] - 117.7) < 2
+
+
+def test_predict_errors_are_one_line(tmp_path, capsys):
+    assert main(["predict", "--model-file", str(tmp_path / "none.pt"), "--data", "x.csv"]) == 2
+    assert "model file" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a model")
+    assert main(["predict", "--model-file", str(garbage), "--data", "x.csv"]) == 2
+    assert "not a bayesdepth model file" in capsys.readouterr().err
 
 
 def test_langevin(tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayesdepth.tabular import read_csv
+from bayesdepth.app.tabular import read_csv
 
 
 def write(tmp_path, text):
@@ -27,7 +27,7 @@ def test_reads_features_and_target(tmp_path):
     [
         ("", "y", "empty"),
         ("x,y\n", "y", "no data rows"),
-        ("x,z\n1,2\n", "y", "target column 'y' not found; columns are x, z"),
+        ("x,z\n1,2\n", "y", "column\\(s\\) .y. not found; columns are x, z"),
         ("x,y\n1,2\n3,\n", "y", "missing value in row 3, column 'y'"),
         ("x,y\n1,2\nabc,4\n", "y", "non-numeric value 'abc' in row 3, column 'x'"),
         ("x,y\n1,2\n1,2,3\n", "y", "row 3 has 3 cells"),

@@ -1,7 +1,13 @@
-"""The sticking-the-landing (STL) ELBO: a zero-variance gradient at the exact posterior.
+"""ELBO gradient estimators: sticking the landing (STL), KL-only, and the choice between them.
 
-Roeder, Wu, Duvenaud, "Sticking the Landing: Simple, Lower-Variance Gradient Estimators for
-Variational Inference" (NeurIPS 2017).
+- :class:`STLTrace_ELBO` (the default of :func:`bayesdepth.fit`): Pyro's ``Trace_ELBO`` without the
+  score term, so its gradient variance vanishes at the exact posterior.
+- :class:`KLOnlyTrace_ELBO`: at weight-path sites, the KL-only estimator
+  ``sum_k 1/2 |u_k|^2 dt_k`` in place of the log-density ratio (docs/theory.md §8).
+- :func:`make_elbo`: the ELBO for an estimator name (``"stl"``, ``"reparam"``, ``"kl"``).
+
+**Sticking the landing** (docs/theory.md §9). Roeder, Wu, Duvenaud, "Sticking the Landing:
+Simple, Lower-Variance Gradient Estimators for Variational Inference" (NeurIPS 2017).
 
 With a reparameterised guide sample ``z = z(phi, eps)`` the total derivative of the ELBO splits as
 
@@ -24,12 +30,18 @@ parameters live in ``nn.Module``s. Sites that are not reparameterised keep Pyro'
 
 from __future__ import annotations
 
+import torch
 from pyro import poutine
 from pyro.distributions.util import is_identically_zero
-from pyro.infer import Trace_ELBO
+from pyro.infer import ELBO, Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 
-__all__ = ["STLTrace_ELBO"]
+from ._validation import check_choice, check_positive_int
+
+__all__ = ["ESTIMATORS", "KLOnlyTrace_ELBO", "STLTrace_ELBO", "make_elbo"]
+
+#: estimator names accepted by :func:`make_elbo` (and ``bayesdepth fit --estimator``)
+ESTIMATORS = ("stl", "reparam", "kl")
 
 _NODE = "_stl_fixed_value_log_q"
 
@@ -82,3 +94,53 @@ class STLTrace_ELBO(Trace_ELBO):
             score = guide_trace.nodes[_NODE]["value"]
             surrogate_loss = surrogate_loss - (score - score.detach())
         return loss, surrogate_loss
+
+
+class KLOnlyTrace_ELBO(Trace_ELBO):
+    """``Trace_ELBO`` with the KL-only estimator at weight-path sites.
+
+    At every sample site whose guide distribution offers ``kl_only(prior, value)`` (an
+    :class:`~bayesdepth.sde.EulerPath`) and whose model distribution is of the same type, the term
+    ``log p(path) - log q(path)`` is replaced by ``-sum_k 1/2 |u_k|^2 dt_k`` (times the site's
+    scale): the discrete Girsanov sum without its zero-mean martingale part, which is what
+    ``torchsde.sdeint(..., logqp=True)`` integrates (docs/theory.md §8). Other sites keep
+    ``Trace_ELBO``'s treatment.
+    """
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The KL-only loss value (``Trace_ELBO.loss`` would give the plain estimate)."""
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
+        for name, site in guide_trace.nodes.items():
+            if site["type"] != "sample" or not callable(getattr(site["fn"], "kl_only", None)):
+                continue
+            model_site = model_trace.nodes.get(name)
+            if model_site is None or type(model_site["fn"]) is not type(site["fn"]):
+                continue
+            log_ratio = model_site["log_prob_sum"] - site["log_prob_sum"]
+            kl = (site["fn"].kl_only(model_site["fn"], site["value"]) * site["scale"]).sum()
+            correction = log_ratio + kl
+            loss = loss + float(correction)
+            surrogate = surrogate + correction
+        return loss, surrogate
+
+
+def make_elbo(
+    estimator: str | ELBO = "stl", num_particles: int = 1, vectorize_particles: bool = False
+) -> ELBO:
+    """The ELBO object for an estimator name; an ``ELBO`` instance is returned unchanged.
+
+    ``"stl"``: :class:`STLTrace_ELBO`; ``"reparam"``: Pyro's ``Trace_ELBO`` (path derivative plus
+    score term); ``"kl"``: :class:`KLOnlyTrace_ELBO`.
+    """
+    if isinstance(estimator, ELBO):
+        return estimator
+    check_choice("estimator", estimator, ESTIMATORS)
+    num_particles = check_positive_int("num_particles", num_particles)
+    if not isinstance(vectorize_particles, bool):
+        raise TypeError(f"vectorize_particles must be True or False, got {vectorize_particles!r}")
+    cls = {"stl": STLTrace_ELBO, "reparam": Trace_ELBO, "kl": KLOnlyTrace_ELBO}[estimator]
+    return cls(num_particles=num_particles, vectorize_particles=vectorize_particles)

@@ -9,16 +9,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import pyro
 import torch
 
-from . import data
-from .plotting import loss_curve, predictive_band
+import bayesdepth as bd
+from bayesdepth import data
+from bayesdepth.plotting import loss_curve, predictive_band
+
+from .outputs import write_diagnostics, write_json
 from .report import write_index
 
 __all__ = ["run_demo"]
@@ -31,19 +32,15 @@ def _log(quiet: bool, message: str) -> None:
 
 def fit_sdebnn(toy, out: Path, steps: int, seed: int, quiet: bool) -> tuple[dict, list]:
     """Step 1: SDE-BNN regression by STL SVI; returns metrics and (figure, caption) pairs."""
-    from . import metrics
-    from .sde import SDEBNNRegressor
-    from .training import fit
+    from bayesdepth import metrics
 
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    model = SDEBNNRegressor.toy(seed=seed).to(toy.x.device)
-    settings = {**SDEBNNRegressor.TOY_FIT, "num_steps": steps}
+    model = bd.SDEBNNRegressor.toy(seed=seed).to(toy.x.device)
+    settings = {**bd.SDEBNNRegressor.TOY_FIT, "num_steps": steps}
     settings["anneal_steps"] = min(settings["anneal_steps"], steps // 4)
-    history = fit(model.model, model.guide, toy.x, toy.y, estimator="stl", progress=not quiet,
-                  seed=seed, **settings)
-    pred = model.predict(toy.x_test, num_samples=64)
-    train = model.predict(toy.x, num_samples=64)
+    history = bd.fit(model.model, model.guide, toy.x, toy.y, estimator="stl",
+                     progress=not quiet, seed=seed, **settings)
+    pred = model.predict(toy.x_test, num_samples=64, seed=seed)
+    train = model.predict(toy.x, num_samples=64, seed=seed)
     grid = toy.x_test.squeeze(-1) * 4 + 4
     gap = (grid > 2) & (grid < 6)
     values = {
@@ -64,21 +61,19 @@ def fit_sdebnn(toy, out: Path, steps: int, seed: int, quiet: bool) -> tuple[dict
 
 def sgld_chains(toy, out: Path, draws: int, warmup: int, seed: int, quiet: bool):
     """Step 2: 4 SGLD chains on a Bayesian MLP; ArviZ files and predictive band from the draws."""
-    from . import inference as bi
-    from .bnn import BayesianMLP
-    from .commands import write_diagnostics
+    from bayesdepth import inference as bi
 
-    net = BayesianMLP(1, hidden=(16,), noise_scale=0.1).to(toy.x.device)
-    potential = bi.pyro_potential(net.model, toy.x, toy.y)
+    net = bd.BayesianMLP(1, hidden=(16,), likelihood=bd.Gaussian(0.1), seed=seed)
+    net = net.to(toy.x.device)
+    potential = bi.pyro_potential(net.model, toy.x, toy.y, vectorize=net.vectorized)
     chains = bi.sample(potential, bi.SGLD(lr=5e-5), num_chains=4, num_draws=draws,
                        warmup=warmup, thin=2, seed=seed, progress=not quiet,
                        on_nonfinite="stop_chain")
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in chains.draws.items()}
-    pred = net.predict(toy.x_test, posterior_samples=flat)
+    pred = net.predict(toy.x_test, posterior_samples=chains)
     # Weights are not identifiable (hidden units can be permuted), so convergence is judged on
     # the function: f at five inputs, one per region of the data and of the gap.
     probe = torch.linspace(-1.5, 1.0, 5, dtype=toy.x.dtype, device=toy.x.device).unsqueeze(-1)
-    f, _ = net.function_draws(probe, posterior_samples=flat)
+    f = net.predict(probe, posterior_samples=chains).samples
     chains.draws["f(x_probe)"] = f.reshape(chains.num_chains, chains.num_draws, -1).cpu()
     idata = chains.to_arviz()
     files = write_diagnostics(idata, out, "sgld_posterior", var_names=["f(x_probe)"])
@@ -98,7 +93,7 @@ def sgld_chains(toy, out: Path, draws: int, warmup: int, seed: int, quiet: bool)
 
 def sgd_as_sampler(out: Path, draws: int, seed: int) -> tuple[dict, list]:
     """Step 3: constant SGD on Bayesian linear regression against the Langevin prediction."""
-    from .inference.compare import sgd_vs_prediction
+    from bayesdepth.inference import sgd_vs_prediction
 
     problem = data.linear_regression(num_points=100, dim=5, seed=seed)
     result = sgd_vs_prediction(problem, lr=0.05, batch_size=5, num_chains=64, num_draws=draws,
@@ -123,7 +118,6 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` and return its summary (also written to ``out/summary.json``)."""
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     toy = data.toy_regression_1d(seed=seed)
     if device is not None:
         toy = data.RegressionData(toy.x.to(device), toy.y.to(device), toy.x_test.to(device))
@@ -140,7 +134,7 @@ def run_demo(
     summary = {"command": "demo", "out": str(out), "seed": seed, "quick": quick, **values,
                **sgd, **sgld}
     summary["seconds"] = time.perf_counter() - start
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "summary.json", summary)
     notes = [
         f"Seed {seed}; {'quick settings' if quick else 'full settings'}; "
         f"{summary['seconds']:.0f} s. Re-run with `bayesdepth demo --seed {seed}` for the same "

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ._validation import check_dtype
+from bayesdepth._validation import check_dtype
 
-__all__ = ["TableData", "read_csv"]
+__all__ = ["TableData", "read_csv", "read_features"]
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,11 @@ class TableData:
     target: str
 
 
-def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) -> TableData:
-    """Read a CSV file with a header row; ``target`` names the label column.
+def _read_table(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], torch.Tensor]:
+    """The header and every data row as float64 numbers (errors name the row and column).
 
-    Every other column is a numeric feature. The file is only read, never modified.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is empty or has no data rows, ``target`` is not a column, a row has
-            the wrong number of cells, or a cell is missing or not a finite number (the message
-            names the row number as counted in the file, header = row 1, and the column).
+    ``required`` columns are checked as soon as the header is read.
     """
-    check_dtype("dtype", dtype)
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     with path.open(newline="") as handle:
@@ -44,15 +36,15 @@ def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) 
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ValueError(f"{path}: the file is empty (a header row is required)")
     header = [name.strip() for name in rows[0]]
-    if target not in header:
+    missing = [name for name in required if name not in header]
+    if missing:
         raise ValueError(
-            f"{path}: target column {target!r} not found; columns are {', '.join(header)}"
+            f"{path}: column(s) {', '.join(map(repr, missing))} not found; columns are "
+            f"{', '.join(header)}"
         )
     body = [(i, row) for i, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)]
     if not body:
         raise ValueError(f"{path}: no data rows after the header")
-    if len(header) < 2:
-        raise ValueError(f"{path}: need at least one feature column besides {target!r}")
     values = []
     for line, row in body:
         if len(row) != len(header):
@@ -76,7 +68,25 @@ def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) 
                 )
             parsed.append(number)
         values.append(parsed)
-    table = torch.tensor(values, dtype=torch.float64)
+    return header, torch.tensor(values, dtype=torch.float64)
+
+
+def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) -> TableData:
+    """Read a CSV file with a header row; ``target`` names the label column.
+
+    Every other column is a numeric feature. The file is only read, never modified.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty or has no data rows, ``target`` is not a column, a row has
+            the wrong number of cells, or a cell is missing or not a finite number (the message
+            names the row number as counted in the file, header = row 1, and the column).
+    """
+    check_dtype("dtype", dtype)
+    path = Path(path)
+    header, table = _read_table(path, required=(target,))
+    if len(header) < 2:
+        raise ValueError(f"{path}: need at least one feature column besides {target!r}")
     j = header.index(target)
     features = [k for k in range(len(header)) if k != j]
     return TableData(
@@ -85,3 +95,19 @@ def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) 
         feature_names=tuple(header[k] for k in features),
         target=target,
     )
+
+
+def read_features(
+    path: str | Path, feature_names: tuple[str, ...], target: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The columns ``feature_names`` of a CSV file (float64, in that order), and the ``target``
+    column if the file has one (else None); other columns are ignored.
+
+    Raises:
+        ValueError: a feature column is missing, or a cell is malformed (as :func:`read_csv`).
+    """
+    path = Path(path)
+    header, table = _read_table(path, required=tuple(feature_names))
+    x = table[:, [header.index(name) for name in feature_names]]
+    y = table[:, header.index(target)] if target is not None and target in header else None
+    return x, y

@@ -1,6 +1,6 @@
 """The HTML index references every figure and renders the tables."""
 
-from bayesdepth.report import write_index
+from bayesdepth.app.report import write_index
 
 
 def test_index_references_figures_and_tables(tmp_path):
