@@ -18,7 +18,8 @@ from torch import nn
 
 from ._validation import check_positive, check_positive_int, check_tensor
 from .likelihoods import Gaussian, Likelihood
-from .protocol import BayesianModel, seeded
+from .protocol import BayesianModel
+from .seeding import seeded
 
 __all__ = ["BayesianMLP"]
 

@@ -39,27 +39,10 @@ from pyro.poutine.util import site_is_subsample
 from ._validation import check_positive_int, check_tensor
 from .likelihoods import Likelihood
 from .predictive import Prediction
+from .seeding import seeded
 from .serialization import Recorded
 
-__all__ = ["BayesianModel", "seeded"]
-
-
-@contextlib.contextmanager
-def seeded(seed: int | None, device: torch.device | str | None = None) -> Iterator[None]:
-    """Run a block with torch's global RNG seeded by ``seed``, restoring its state afterwards.
-
-    ``seed=None`` leaves the global random state alone (fresh randomness).
-    """
-    if seed is None:
-        yield
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int in [0, 2**63) or None, got {seed!r}")
-    device = torch.device("cpu" if device is None else device)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+__all__ = ["BayesianModel"]
 
 
 def _latent_shapes(trace: poutine.Trace) -> dict[str, torch.Size]:
@@ -241,14 +224,17 @@ class BayesianModel(Recorded, PyroModule):
     def flatten_samples(self, posterior_samples: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Validate posterior draws against the model's latent sites; one leading draw dim."""
         draws = getattr(posterior_samples, "draws", posterior_samples)
-        if not isinstance(draws, Mapping) or not draws:
+        if not isinstance(draws, Mapping):
             raise TypeError(
-                "posterior_samples must be a non-empty dict {site: tensor} (or SG-MCMC Chains), "
+                "posterior_samples must be a dict {site: tensor} (or SG-MCMC Chains), "
                 f"got {type(posterior_samples).__name__}"
             )
         trace = self._prototype(x)
         shapes = _latent_shapes(trace)
-        known = {name for name, site in trace.nodes.items() if site["type"] == "sample"}
+        with torch.no_grad(), torch.random.fork_rng(devices=_cuda(x)):
+            guide_trace = poutine.trace(self.guide).get_trace(x[:1])
+        known = {name for tr in (trace, guide_trace) for name, site in tr.nodes.items()
+                 if site["type"] == "sample"}  # observed, derived and auxiliary sites too
         unknown = sorted(set(draws) - known)
         missing = sorted(set(shapes) - set(draws))
         if unknown or missing:

@@ -25,7 +25,8 @@ import torch
 
 from .._validation import check_positive
 from ..likelihoods import Categorical, Likelihood
-from ..protocol import BayesianModel, seeded
+from ..protocol import BayesianModel
+from ..seeding import seeded
 from .model import AugmentedNeuralODE
 from .solver import SolveCost
 

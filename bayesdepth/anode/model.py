@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_positive_int, check_tensor
+from ..seeding import seeded
 from ..serialization import Recorded
 from .fields import ConvField, MLPField
 from .solver import ODESolver, SolveCost
@@ -43,6 +44,7 @@ class AugmentedNeuralODE(Recorded, nn.Module):
             ``out_features`` coordinates of the flattened ``h(T)``; no parameters, as in the
             paper's 1-D example, where a learned sign flip would otherwise hide the NODE's
             limitation).
+        seed: seeds the initial weights (None: torch's global random state).
 
     Example:
         >>> model = AugmentedNeuralODE(2, 2, augment_dim=1)
@@ -61,8 +63,15 @@ class AugmentedNeuralODE(Recorded, nn.Module):
         field: nn.Module | None = None,
         solver: ODESolver | None = None,
         readout: str = "linear",
+        seed: int | None = None,
     ):
         super().__init__()
+        with seeded(seed):
+            self._build(in_shape, out_features, augment_dim, hidden, num_layers, field, solver,
+                        readout)
+
+    def _build(self, in_shape, out_features, augment_dim, hidden, num_layers, field, solver,
+               readout) -> None:
         self.in_shape = _as_shape(in_shape)
         self.out_features = check_positive_int("out_features", out_features)
         self.augment_dim = check_positive_int("augment_dim", augment_dim, minimum=0)

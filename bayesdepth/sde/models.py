@@ -21,7 +21,8 @@ from torch import nn
 
 from .._validation import check_choice, check_positive_int, check_tensor
 from ..likelihoods import Categorical, Gaussian, Likelihood
-from ..protocol import BayesianModel, seeded
+from ..protocol import BayesianModel
+from ..seeding import seeded
 from .block import SDEBNNBlock
 from .processes import OUPrior
 

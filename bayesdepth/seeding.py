@@ -1,0 +1,44 @@
+"""Seeds: one check for every entry point, and a block of code run under a seed.
+
+Every stochastic entry point takes ``seed`` (an int in ``[0, 2**63)``) or ``None`` (fresh
+randomness); :func:`seeded` runs a block with torch's global generator seeded and restores its
+state afterwards, so seeding one computation never changes another's random numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+__all__ = ["check_seed", "seeded"]
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """Return ``seed`` unchanged, or raise unless it is None or an int in ``[0, 2**63)``."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name} must be an int in [0, 2**63) or None, got {seed!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"{name} must be an int in [0, 2**63) or None, got {seed}")
+    return seed
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded by ``seed``, restoring its state afterwards.
+
+    ``seed=None`` leaves the global random state alone (fresh randomness). ``device``: a CUDA
+    device whose generator is seeded (and restored) too.
+    """
+    if check_seed(seed) is None:
+        yield
+        return
+    device = torch.device("cpu" if device is None else device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
