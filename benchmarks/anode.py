@@ -171,7 +171,7 @@ def default_configs(args):
     """Train the fast default configurations (for a CLI) and print one line per configuration."""
     import pyro
 
-    from bayesdepth import STLTrace_ELBO
+    from bayesdepth import Gaussian, STLTrace_ELBO
     from bayesdepth.anode import BayesianAugmentedNODE, train_anode
 
     sets = {
@@ -195,7 +195,7 @@ def default_configs(args):
         start = time.perf_counter()
         for _ in range(300):
             svi.step(x, y, subsample_size=128)
-        acc = (bnn.predict(x, 16).argmax(-1) == y).float().mean().item()
+        acc = (bnn.predict(x, num_samples=16).labels == y).float().mean().item()
         print(f"{name:7} {'bayesian':9} {'train acc':>9} {acc:.3f} "
               f"{time.perf_counter() - start:8.1f}")
     torch.manual_seed(args.seed)
@@ -207,12 +207,12 @@ def default_configs(args):
     # Bayesian, warm-started: the guide's means start at the network just trained
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
-    bnn = BayesianAugmentedNODE(model, likelihood="gaussian", noise_scale=0.1)
+    bnn = BayesianAugmentedNODE(model, likelihood=Gaussian(0.1))
     svi = pyro.infer.SVI(bnn.model, bnn.guide, pyro.optim.Adam({"lr": 1e-2}), STLTrace_ELBO())
     start = time.perf_counter()
     for _ in range(300):
         svi.step(reg.x, reg.y, subsample_size=20)
-    pred = bnn.predict(reg.x, 32, seed=args.seed)
+    pred = bnn.predict(reg.x, num_samples=32, seed=args.seed)
     rmse = torch.sqrt(torch.mean((pred.mean - reg.y) ** 2)).item()
     print(f"{'toy1d':7} {'bayesian':9} {'train rmse':>10} {rmse:.3f} "
           f"{time.perf_counter() - start + h.seconds:8.1f}")

@@ -40,12 +40,12 @@ from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
 from bayesdepth import data, metrics
+from bayesdepth.elbo import STLTrace_ELBO
 from bayesdepth.sde.block import SDEBNNBlock
 from bayesdepth.sde.exact import OUObservation
 from bayesdepth.sde.models import SDEBNNClassifier
 from bayesdepth.sde.processes import OUPrior
-from bayesdepth.stl import STLTrace_ELBO
-from bayesdepth.training import fit
+from bayesdepth.svi import fit
 
 
 def loop_simulate(drift, sigma, grid, w0, entropy):
@@ -66,9 +66,8 @@ def _svi(steps: int, simulate, device):
     x, y = d.x_train.to(device), d.y_train.to(device)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    m = SDEBNNClassifier(64, 10, width=32, steps=steps).to(device)
-    for b in m.blocks:
-        b.simulate = simulate
+    m = SDEBNNClassifier(64, 10, width=32, steps=steps, seed=0,
+                         block_kwargs={"simulator": simulate}).to(device)
     svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), STLTrace_ELBO())
     return lambda: svi.step(x, y, subsample_size=128)
 
@@ -203,7 +202,7 @@ def run_digits(budget: float, device, sde_steps: int = 3000, bnn_steps: int = 10
     m = SDEBNNClassifier(64, 10, width=32, steps=10, prior=OUPrior(sigma=1.0)).to(device)
     h = fit(m.model, m.guide, xtr, ytr, num_steps=sde_steps, batch_size=128, lr=5e-3,
             final_lr_fraction=0.1, max_seconds=budget, progress=False, seed=0)
-    probs = m.predict(xte, num_samples=32, seed=0).cpu()
+    probs = m.predict(xte, num_samples=32, seed=0).probs.cpu()
     results["SDE-BNN (MLP f_h)"] = {**_scores(probs, d.y_test), "steps": h.steps,
                                     "seconds": h.seconds}
 
@@ -214,7 +213,7 @@ def run_digits(budget: float, device, sde_steps: int = 3000, bnn_steps: int = 10
                          prior=OUPrior(sigma=1.0)).to(device)
     h = fit(m.model, m.guide, img.x_train.to(device), ytr, num_steps=sde_steps, batch_size=128,
             lr=5e-3, final_lr_fraction=0.1, max_seconds=budget, progress=False, seed=0)
-    probs = m.predict(img.x_test.to(device), num_samples=32, seed=0).cpu()
+    probs = m.predict(img.x_test.to(device), num_samples=32, seed=0).probs.cpu()
     results["SDE-BNN (conv f_h)"] = {**_scores(probs, d.y_test), "steps": h.steps,
                                      "seconds": h.seconds}
 

@@ -25,16 +25,16 @@ import argparse
 import pyro
 import torch
 
-from bayesdepth import data, metrics
+from bayesdepth import Gaussian, data, metrics
 from bayesdepth.sde import OUPrior, SDEBNNRegressor
-from bayesdepth.training import fit
+from bayesdepth.svi import fit
 
 EIGHT_PARTICLES = {**SDEBNNRegressor.TOY_FIT, "num_particles": 8}
 
 
 def _build(width: int, sigma: float, **block_kwargs):
     return lambda: SDEBNNRegressor(1, width=width, steps=10, prior=OUPrior(sigma=sigma),
-                                   noise=0.1, block_kwargs=block_kwargs or None)
+                                   likelihood=Gaussian(0.1), block_kwargs=block_kwargs or None)
 
 
 CONFIGS = {

@@ -10,21 +10,15 @@ plots the training loss and the forward NFE per step.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 
-import matplotlib
-
-matplotlib.use("Agg")
+import _common
 import matplotlib.pyplot as plt
 import torch
 
 from bayesdepth import data
 from bayesdepth.anode import AugmentedNeuralODE, SolveCost, train_anode
 from bayesdepth.metrics import accuracy
-
-TEST_ARGS = ["--quick"]
 
 
 def num_params(model: torch.nn.Module) -> int:
@@ -44,18 +38,14 @@ def build_pair(hidden: int, augment: int):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
-    parser.add_argument("--out", default=os.path.join("runs", "anode_digits"))
+    parser = _common.example_parser(__doc__, "anode_digits")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=32, help="NODE's hidden channels")
     parser.add_argument("--augment", type=int, default=5, help="ANODE's extra channels")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    os.makedirs(args.out, exist_ok=True)
+    _common.start(args)
     d = data.digits(flatten=False, seed=args.seed)
     x, y, xt, yt = d.x_train, d.y_train, d.x_test, d.y_test
     if args.quick:
@@ -84,11 +74,7 @@ def main(argv=None):
     axes[1].set_ylabel("forward NFE")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(args.out, "digits_node_vs_anode.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    _common.save(fig, args, "digits_node_vs_anode.png")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,7 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-
-import matplotlib
-
-matplotlib.use("Agg")
+import _common
 import matplotlib.pyplot as plt
 import torch
 
@@ -22,21 +17,18 @@ from bayesdepth import data
 from bayesdepth.anode import AugmentedNeuralODE, train_anode
 from bayesdepth.metrics import accuracy
 
-TEST_ARGS = ["--quick"]
-
 
 def one_d_flows(steps: int, seed: int):
     x, y = data.anode_1d_map()
     models = {}
     for p in (0, 1):
-        torch.manual_seed(seed)
-        model = AugmentedNeuralODE(1, 1, augment_dim=p, hidden=16, readout="identity")
+        model = AugmentedNeuralODE(1, 1, augment_dim=p, hidden=16, readout="identity", seed=seed)
         train_anode(model, x, y, loss="mse", steps=steps, lr=1e-2, seed=seed)
         models[p] = model
     return x, y, models
 
 
-def plot_1d(x, y, models, path):
+def plot_1d(x, y, models, args):
     times = torch.linspace(0, 1, 50)
     starts = torch.cat([x, torch.linspace(-1.5, 1.5, 9).unsqueeze(-1)])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -60,13 +52,12 @@ def plot_1d(x, y, models, path):
     axes[2].set_title("ANODE p=1: the flow in the (h_1, h_2) plane")
     axes[2].set_xlabel("h_1")
     axes[2].set_ylabel("h_2 (augmented, starts at 0)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save(fig, args, "flows_1d.png")
     return mse
 
 
-def annuli_boundaries(num_points: int, steps: int, seed: int, path: str, resolution: int = 120):
+def annuli_boundaries(num_points: int, steps: int, args, resolution: int = 120):
+    seed = args.seed
     x, y = data.annuli(num_points=num_points, seed=seed)
     grid = torch.linspace(-2, 2, resolution)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
@@ -74,8 +65,7 @@ def annuli_boundaries(num_points: int, steps: int, seed: int, path: str, resolut
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     results = {}
     for ax, (name, p, hidden) in zip(axes, (("NODE", 0, 32), ("ANODE p=1", 1, 24))):
-        torch.manual_seed(seed)
-        model = AugmentedNeuralODE(2, 2, augment_dim=p, hidden=hidden)
+        model = AugmentedNeuralODE(2, 2, augment_dim=p, hidden=hidden, seed=seed)
         history = train_anode(model, x, y, steps=steps, lr=1e-2, batch_size=128, seed=seed)
         with torch.no_grad():
             acc = accuracy(model(x).softmax(-1), y)
@@ -86,32 +76,22 @@ def annuli_boundaries(num_points: int, steps: int, seed: int, path: str, resolut
         ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", s=4, edgecolors="none")
         ax.set_title(f"{name}: train acc {acc:.3f}, NFE {history.forward_nfe[-1]}")
         ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save(fig, args, "annuli_boundary.png")
     return results
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
-    parser.add_argument("--out", default=os.path.join("runs", "anode_toy"))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    os.makedirs(args.out, exist_ok=True)
+    args = _common.example_parser(__doc__, "anode_toy").parse_args(argv)
+    _common.start(args)
     steps_1d, steps_ann, points, res = (60, 40, 200, 50) if args.quick else (300, 400, 1000, 120)
 
     x, y, models = one_d_flows(steps_1d, args.seed)
-    path_1d = os.path.join(args.out, "flows_1d.png")
-    mse = plot_1d(x, y, models, path_1d)
-    print(f"1-D map: NODE MSE {mse[0]:.3f}, ANODE(p=1) MSE {mse[1]:.4f} -> {path_1d}")
+    mse = plot_1d(x, y, models, args)
+    print(f"1-D map: NODE MSE {mse[0]:.3f}, ANODE(p=1) MSE {mse[1]:.4f}")
 
-    path_ann = os.path.join(args.out, "annuli_boundary.png")
-    results = annuli_boundaries(points, steps_ann, args.seed, path_ann, res)
+    results = annuli_boundaries(points, steps_ann, args, res)
     for name, (acc, nfe) in results.items():
         print(f"annuli {name}: train accuracy {acc:.3f}, final forward NFE {nfe}")
-    print(f"wrote {path_ann}")
 
 
 if __name__ == "__main__":

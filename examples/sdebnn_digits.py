@@ -12,50 +12,37 @@ evaluates probabilities averaged over posterior weight paths on the held-out qua
 
 from __future__ import annotations
 
-import argparse
-import os
+import itertools
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import itertools
-
+import _common
 import matplotlib.pyplot as plt
 import torch
 
 import bayesdepth as bd
-from bayesdepth.plotting import save_figure
-from bayesdepth.sde.models import SDEBNNClassifier
-from bayesdepth.sde.processes import OUPrior
-from bayesdepth.training import fit
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (< 30 s)")
+    p = _common.example_parser(__doc__, "sdebnn_digits")
     p.add_argument("--steps", type=int, default=3000, help="SVI steps")
     p.add_argument("--conv", action="store_true", help="convolutional f_h on 8x8 images")
     p.add_argument("--budget-seconds", type=float, default=None, help="stop training after this")
     p.add_argument("--samples", type=int, default=32, help="posterior samples for predict")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join("runs", "sdebnn_digits"))
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    _common.start(args)
     if args.quick:
         args.steps, args.samples = 100, 4
 
     d = bd.data.digits(seed=args.seed, flatten=not args.conv)
-    torch.manual_seed(args.seed)
     width = (8 if args.conv else 32) // (2 if args.quick else 1)
-    model = SDEBNNClassifier(
+    model = bd.SDEBNNClassifier(
         1 if args.conv else 64, d.num_classes, width=width, steps=4 if args.quick else 10,
-        prior=OUPrior(sigma=1.0), field="conv" if args.conv else "mlp",
+        prior=bd.OUPrior(sigma=1.0), field="conv" if args.conv else "mlp", seed=args.seed,
     )
-    hist = fit(model.model, model.guide, d.x_train, d.y_train, num_steps=args.steps,
-               batch_size=128, lr=5e-3, final_lr_fraction=0.1, max_seconds=args.budget_seconds,
-               seed=args.seed, progress=not args.quick)
-    probs = model.predict(d.x_test, num_samples=args.samples, seed=args.seed)
+    hist = bd.fit(model.model, model.guide, d.x_train, d.y_train, num_steps=args.steps,
+                  batch_size=128, lr=5e-3, final_lr_fraction=0.1,
+                  max_seconds=args.budget_seconds, seed=args.seed, progress=not args.quick)
+    probs = model.predict(d.x_test, num_samples=args.samples, seed=args.seed).probs
     acc = bd.metrics.accuracy(probs, d.y_test)
     nll = bd.metrics.nll(probs, d.y_test)
     ece = bd.metrics.expected_calibration_error(probs, d.y_test, num_bins=10)
@@ -80,9 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     axh.bar(centers, counts, width=0.09)
     axh.set(xlabel="confidence", ylabel="test points", yscale="log",
             title=f"accuracy {acc:.3f}, NLL {nll:.3f}")
-    path = save_figure(fig, Path(args.out) / "sdebnn_digits.png")
-    print(f"wrote {path}")
-    return path
+    return _common.save(fig, args, "sdebnn_digits.png")
 
 
 if __name__ == "__main__":

@@ -10,43 +10,34 @@ w(t), t in [0, 1], drawn from the fitted posterior SDE.
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+import _common
 import matplotlib.pyplot as plt
 import torch
 
 import bayesdepth as bd
-from bayesdepth.plotting import save_figure
-from bayesdepth.sde.models import SDEBNNRegressor
-from bayesdepth.training import fit
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (< 30 s)")
+    p = _common.example_parser(__doc__, "sdebnn_regression")
     p.add_argument("--steps", type=int, default=None, help="SVI steps (default 2000)")
     p.add_argument("--samples", type=int, default=100, help="posterior samples for predict")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join("runs", "sdebnn_regression"))
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    _common.start(args)
 
     d = bd.data.toy_regression_1d(seed=args.seed)
-    model = SDEBNNRegressor.toy(seed=args.seed)
-    settings = dict(SDEBNNRegressor.TOY_FIT)
+    model = bd.SDEBNNRegressor.toy(seed=args.seed)
+    settings = dict(bd.SDEBNNRegressor.TOY_FIT)
     if args.quick:
-        model = SDEBNNRegressor(1, width=8, steps=5, noise=0.1)
+        model = bd.SDEBNNRegressor(1, width=8, steps=5, likelihood=bd.Gaussian(0.1),
+                                   seed=args.seed)
         settings.update(num_steps=60, anneal_steps=20)
         args.samples = min(args.samples, 20)
     if args.steps is not None:
         settings["num_steps"] = args.steps
-    hist = fit(model.model, model.guide, d.x, d.y, seed=args.seed, progress=not args.quick,
-               **settings)
+    hist = bd.fit(model.model, model.guide, d.x, d.y, seed=args.seed, progress=not args.quick,
+                  **settings)
     train = model.predict(d.x, num_samples=args.samples, seed=args.seed)
     pred = model.predict(d.x_test, num_samples=args.samples, seed=args.seed)
     grid, paths = model.sample_paths(5, seed=args.seed)
@@ -72,9 +63,7 @@ def main(argv: list[str] | None = None) -> Path:
     for j in range(6):  # six weight coordinates, five posterior paths each
         axw.plot(grid.numpy(), paths[:, :, j].T.numpy(), color=f"C{j}", alpha=0.7, lw=1)
     axw.set(xlabel="depth t", ylabel="w(t)", title="posterior weight paths (6 coordinates)")
-    path = save_figure(fig, Path(args.out) / "sdebnn_regression.png")
-    print(f"wrote {path}")
-    return path
+    return _common.save(fig, args, "sdebnn_regression.png")
 
 
 if __name__ == "__main__":

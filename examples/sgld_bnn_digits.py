@@ -15,13 +15,9 @@ Run: ``python examples/sgld_bnn_digits.py [--quick] [--out runs/sgld_bnn_digits]
 
 from __future__ import annotations
 
-import argparse
 import itertools
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+import _common
 import matplotlib.pyplot as plt
 import torch
 from bayesdepth.inference import SGLD, CyclicalCosine, module_potential, sample
@@ -49,7 +45,7 @@ def predictive(net: torch.nn.Module, draws: dict[str, torch.Tensor], x: torch.Te
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.example_parser(__doc__, "sgld_bnn_digits")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=2000)
@@ -59,17 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--prior-scale", type=float, default=1.0)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
-    parser.add_argument("--out", default="runs/sgld_bnn_digits")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws, args.warmup, args.thin = 20, 200, 5
-    torch.set_num_threads(1)
+    out = _common.start(args)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     data = digits()
     net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 10))
@@ -140,10 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "calibration.png", dpi=90)
-    plt.close(fig)
-    written += [out / "calibration.png", out / "summary.csv"]
+    written += [_common.save(fig, args, "calibration.png"), out / "summary.csv"]
     print("wrote", ", ".join(str(w) for w in written))
 
 

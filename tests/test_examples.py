@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.py"))
+EXAMPLES = sorted(p for p in (Path(__file__).parents[1] / "examples").glob("*.py")
+                  if not p.name.startswith("_"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

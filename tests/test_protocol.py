@@ -151,7 +151,7 @@ def test_two_models_of_a_class_do_not_share_parameters(kind):
     alone_b = _fit_and_predict(make, 1)[1]
     pyro.clear_param_store()
     a, first_a = _fit_and_predict(make, 0)
-    b, second_b = _fit_and_predict(make, 1)
+    _, second_b = _fit_and_predict(make, 1)
     assert torch.equal(second_b, alone_b)  # B fitted after A gives what B gives alone
     assert torch.equal(a.predict(_data(a)[0], num_samples=4, seed=0).samples, first_a)
     assert list(pyro.get_param_store().keys()) == []  # nothing leaks into Pyro's global store

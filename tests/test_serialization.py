@@ -98,5 +98,5 @@ def test_bad_files_are_one_clear_error(tmp_path):
     path = bd.save(MODELS["bnn"](), tmp_path / "m.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ValueError, match="truncated.pt is not a bayesdepth model file"):
+    with pytest.raises(ValueError, match=r"truncated\.pt is not a bayesdepth model file"):
         bd.load(truncated)
