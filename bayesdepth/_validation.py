@@ -7,6 +7,7 @@ allowed, so that a user's mistake reads as one clear line rather than a deep tra
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Iterable
 from typing import Any
@@ -28,11 +29,14 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float, or raise if it is not finite and > 0 (>= 0 if allowed)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    """Return ``value`` as a float, or raise if it is not finite and > 0 (>= 0 if allowed).
+
+    Booleans and strings are refused (``True`` is not a learning rate, nor is ``"0.1"``).
+    """
+    is_scalar_tensor = isinstance(value, torch.Tensor) and value.numel() == 1
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_scalar_tensor):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    x = float(value)
     bound = ">= 0" if allow_zero else "> 0"
     if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
@@ -65,6 +69,19 @@ def check_tensor(
             )
     if floating and not value.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    return value
+
+
+def check_rows(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise unless ``value`` has at least one row and only finite entries (naming the first
+    bad row, counted from 0)."""
+    if value.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (shape {tuple(value.shape)})")
+    if value.is_floating_point() or value.is_complex():
+        bad = ~torch.isfinite(value.reshape(value.shape[0], -1)).all(-1)
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name} has a NaN or infinite value in row {row}")
     return value
 
 

@@ -65,7 +65,15 @@ def _detached_copy(guide_trace) -> poutine.Trace:
     return frozen
 
 
-class STLTrace_ELBO(Trace_ELBO):
+class _CheckedTrace_ELBO(Trace_ELBO):
+    """``Trace_ELBO`` whose particle count is checked (Pyro accepts 0 and returns a loss of 0)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        check_positive_int("num_particles", self.num_particles)
+
+
+class STLTrace_ELBO(_CheckedTrace_ELBO):
     """``Trace_ELBO`` whose gradient keeps only the path derivative of reparameterised sites.
 
     The loss value is the same as :class:`~pyro.infer.Trace_ELBO`'s on the same random draw;
@@ -96,7 +104,7 @@ class STLTrace_ELBO(Trace_ELBO):
         return loss, surrogate_loss
 
 
-class KLOnlyTrace_ELBO(Trace_ELBO):
+class KLOnlyTrace_ELBO(_CheckedTrace_ELBO):
     """``Trace_ELBO`` with the KL-only estimator at weight-path sites.
 
     At every sample site whose guide distribution offers ``kl_only(prior, value)`` (an

@@ -36,11 +36,12 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule, pyro_method
 from pyro.poutine.util import site_is_subsample
 
-from ._validation import check_positive_int, check_tensor
+from ._validation import check_positive_int, check_rows, check_tensor
 from .likelihoods import Likelihood
 from .predictive import Prediction
 from .seeding import seeded
 from .serialization import Recorded
+from .threads import pyro_exclusive
 
 __all__ = ["BayesianModel"]
 
@@ -108,7 +109,7 @@ class BayesianModel(Recorded, PyroModule):
         """Make this model's own parameter store Pyro's current one for a block of code."""
         store = pyro.get_param_store()
         try:
-            with store.scope(self._store):
+            with pyro_exclusive(f"{type(self).__name__}.model/guide"), store.scope(self._store):
                 yield
         finally:
             # ``scope`` drops the ``.unconstrained`` weak references Pyro keeps on parameters
@@ -119,6 +120,18 @@ class BayesianModel(Recorded, PyroModule):
                 param.unconstrained = weakref.ref(param)
 
     # ------------------------------------------------------------------ the protocol
+    def _inputs(self, x: Any) -> torch.Tensor:
+        """``x`` checked by the subclass, then for rows, finiteness and the model's dtype."""
+        x = check_rows("x", self.check_inputs(x))
+        dtype = next((t.dtype for t in (*self.parameters(), *self.buffers())
+                      if t.is_floating_point()), x.dtype)
+        if x.dtype != dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} but the model's parameters are {dtype}; convert x "
+                f"(x.to({dtype})) or the model (model.to({x.dtype}))"
+            )
+        return x
+
     def _check_subsample(self, n: int, subsample_size: int | None) -> int | None:
         if subsample_size is None:
             return None
@@ -134,7 +147,7 @@ class BayesianModel(Recorded, PyroModule):
     ) -> torch.Tensor:
         """The Pyro model: priors, then ``y`` inside ``pyro.plate("data")``; returns ``y``."""
         with self.own_parameters():
-            x = self.check_inputs(x)
+            x = self._inputs(x)
             n = x.shape[0]
             if y is not None:
                 y = self.likelihood.check_targets(y, n, self.out_features)
@@ -195,12 +208,18 @@ class BayesianModel(Recorded, PyroModule):
             a :class:`~bayesdepth.predictive.RegressionPrediction` or
             :class:`~bayesdepth.predictive.ClassificationPrediction`.
         """
-        x = self.check_inputs(x)
-        chunk = check_positive_int("chunk_size", chunk_size or self.default_chunk_size)
+        with pyro_exclusive(f"{type(self).__name__}.predict"):
+            return self._predict(x, num_samples, posterior_samples, seed, chunk_size)
+
+    def _predict(self, x, num_samples, posterior_samples, seed, chunk_size) -> Prediction:
+        x = self._inputs(x)
+        chunk = check_positive_int(
+            "chunk_size", self.default_chunk_size if chunk_size is None else chunk_size)
         sites = ("f", *self.likelihood.latent_sites)
         with torch.no_grad(), seeded(seed, x.device):
             if posterior_samples is None:
-                total = check_positive_int("num_samples", num_samples or self.default_num_samples)
+                total = check_positive_int(
+                    "num_samples", self.default_num_samples if num_samples is None else num_samples)
                 pieces = [
                     Predictive(self.model, guide=self.guide, num_samples=min(chunk, total - start),
                                parallel=self.vectorized, return_sites=sites)(x)

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from ._validation import check_positive, check_positive_int
 from .elbo import make_elbo
+from .seeding import check_seed
+from .threads import pyro_exclusive
 
 __all__ = ["FitHistory", "fit"]
 
@@ -97,11 +99,16 @@ def fit(
         anneal_steps: KL annealing over this many steps (0: none).
         max_seconds: stop early after this much wall time.
         progress: show a tqdm bar with the running ELBO.
-        seed: calls ``pyro.set_rng_seed(seed)`` first (same seed, same fit).
+        seed: calls ``pyro.set_rng_seed(seed)`` first, which seeds torch's, NumPy's and
+            Python's global generators: every minibatch, particle and weight path of the fit.
+            It does not touch a model's initial weights (give the model its own ``seed=``);
+            with both, the same fit gives the same numbers in every process.
         callback: ``callback(step, loss)``; returning ``True`` stops.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (the message names the step).
+        FloatingPointError: the loss became NaN or infinite, or a distribution met invalid
+            values (a scale driven to 0, a NaN in the model): the message names the step.
+        RuntimeError: another thread is running Pyro code (see :mod:`bayesdepth.threads`).
     """
     num_steps = check_positive_int("num_steps", num_steps)
     lr = check_positive("lr", lr)
@@ -113,9 +120,18 @@ def fit(
         kwargs["subsample_size"] = check_positive_int("batch_size", batch_size)
     if max_seconds is not None:
         max_seconds = check_positive("max_seconds", max_seconds)
-    if seed is not None:
-        pyro.set_rng_seed(seed)
     elbo = make_elbo(estimator, num_particles, vectorize_particles)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    with pyro_exclusive("bayesdepth.fit"):
+        if check_seed(seed) is not None:
+            pyro.set_rng_seed(seed)
+        return _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr,
+                    final_lr_fraction, anneal_steps, max_seconds, progress, callback)
+
+
+def _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr, final_lr_fraction,
+         anneal_steps, max_seconds, progress, callback) -> FitHistory:
     if optimizer is None:
         decay = final_lr_fraction ** (1.0 / num_steps)
         optimizer = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 10.0})
@@ -133,12 +149,15 @@ def fit(
         try:
             loss = svi.step(*args, **kwargs)
         except ValueError as exc:  # a parameter driven out of its support, e.g. a scale to 0
-            if step == 0 or "to satisfy the constraint" not in str(exc):
+            if "to satisfy the constraint" not in str(exc):
                 raise  # a mistake in the model or data, not a diverging run
             bar.close()
             reason = str(exc).splitlines()[0].split(", but found")[0]
+            hint = "try a smaller lr" if step else (
+                "check the data for NaN or infinite values and the model's initial values, "
+                "or try a smaller lr")
             raise FloatingPointError(
-                f"training diverged at step {step}: {reason} (try a smaller lr)"
+                f"training diverged at step {step}: {reason} ({hint})"
             ) from exc
         if not math.isfinite(loss):
             bar.close()

@@ -166,6 +166,26 @@ def test_step_size_underflow_reraised_with_hint():
     assert "underflow" in str(info.value) or "max_num_steps" in str(info.value)
 
 
+def test_fixed_step_solves_honour_max_num_steps_and_report_blow_ups():
+    assert ODESolver("rk4", step_size=0.1, max_num_steps=10).max_num_steps == 10
+    with pytest.raises(ValueError, match=r"ceil\(end_time / step_size\) = 10 steps"):
+        ODESolver("rk4", step_size=0.1, max_num_steps=9)
+    model = AugmentedNeuralODE(1, 1, field=BlowUp(), readout="identity",
+                               solver=ODESolver("euler", step_size=0.25))
+    with pytest.raises(ODESolverError, match="euler solve produced NaN or infinite states"):
+        model(torch.full((1, 1), 1e10))  # float32 overflows within the four steps
+
+
+@pytest.mark.parametrize(("x", "match"), [
+    (torch.zeros(0, 2, dtype=torch.float64), "x has no rows"),
+    (torch.tensor([[0.0, 1.0], [float("nan"), 0.0]], dtype=torch.float64),
+     "x has a NaN or infinite value in row 1"),
+])
+def test_empty_or_nan_input_is_named_before_the_solve(x, match):
+    with pytest.raises(ValueError, match=match):
+        _model(ODESolver())(x)
+
+
 def test_too_many_steps_reraised_with_hint():
     solver = ODESolver(rtol=1e-9, atol=1e-9, max_num_steps=5)
     model = _model(solver)

@@ -66,6 +66,18 @@ def test_user_mistakes_exit_2_with_one_line(argv, needle, tmp_path, monkeypatch,
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(("text", "needle"), [
+    ("a,label\n1,3\n2,3\n4,3\n", "single class (3)"),
+    ("a,label\n1,3\n", "need at least 2 data rows"),
+])
+def test_csv_targets_that_cannot_be_learned(text, needle, tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    assert main(["fit", "--model", "bnn", "--data", str(path), "--target", "label", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert needle in capsys.readouterr().err
+
+
 def test_csv_errors_name_row_and_column(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,3\n4,,6\n")

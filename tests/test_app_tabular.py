@@ -40,6 +40,21 @@ def test_errors_name_row_and_column(tmp_path, text, target, match):
         read_csv(write(tmp_path, text), target=target)
 
 
+def test_byte_order_mark_encoding_and_overflow(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,y\n1,2\n")
+    assert read_csv(path, target="y").feature_names == ("a",)  # not '\ufeffa'
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text("a,y\n1,2\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=r"utf16\.csv: not a UTF-8 text file"):
+        read_csv(utf16, target="y")
+    big = write(tmp_path, "a,y\n1,2\n3,1e308\n")
+    with pytest.raises(ValueError, match="1e[+]308 in row 3, column 'y' does not fit in "
+                       "torch.float32"):
+        read_csv(big, target="y")
+    assert read_csv(big, target="y", dtype=torch.float64).y[1] == 1e308
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_csv(tmp_path / "nope.csv", target="y")

@@ -212,6 +212,12 @@ def test_svi_reaches_exact_posterior_with_full_rank_guide():
     assert stl.var(0).sum() * 100 < reparam.var(0).sum()
 
 
+def test_zero_particles_are_refused():
+    for cls in (STLTrace_ELBO, KLOnlyTrace_ELBO):
+        with pytest.raises(ValueError, match="num_particles must be an integer >= 1"):
+            cls(num_particles=0)
+
+
 def test_make_elbo_selects_the_estimators():
     assert type(make_elbo("stl")) is STLTrace_ELBO
     assert type(make_elbo("reparam")) is Trace_ELBO

@@ -78,6 +78,15 @@ def test_bad_fit_arguments(kwargs, exc, match):
         fit(_linear_model, lambda *a, **k: None, x, x.sum(-1), progress=False, **kwargs)
 
 
+def test_invalid_values_at_the_first_step_are_a_numerical_failure():
+    def model(y):
+        loc = pyro.param("loc", torch.tensor(float("nan")))
+        pyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+    with pytest.raises(FloatingPointError, match="diverged at step 0.*check the data for NaN"):
+        fit(model, lambda y: None, torch.tensor(1.0), num_steps=3, progress=False)
+
+
 def test_non_finite_loss_names_the_step():
     def model(y):
         loc = pyro.param("loc", torch.tensor(0.0))

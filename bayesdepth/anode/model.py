@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_positive_int, check_tensor
+from .._validation import check_choice, check_positive_int, check_rows, check_tensor
 from ..seeding import seeded
 from ..serialization import Recorded
 from .fields import ConvField, MLPField
@@ -105,8 +105,8 @@ class AugmentedNeuralODE(Recorded, nn.Module):
             self.readout = None
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """``h(0) = [x, 0_p]`` after checking the input's shape."""
-        check_tensor("x", x, ndim=1 + len(self.in_shape), floating=True)
+        """``h(0) = [x, 0_p]`` after checking the input's shape and values."""
+        check_rows("x", check_tensor("x", x, ndim=1 + len(self.in_shape), floating=True))
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"x must have shape (n, {', '.join(map(str, self.in_shape))}) for this model, "

@@ -14,6 +14,7 @@ seven-stage tableau reuses its last stage, "first same as last").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from .._validation import check_choice, check_positive, check_positive_int
+from .._validation import check_choice, check_positive, check_positive_int, check_rows
 
 __all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "ODESolver", "ODESolverError", "SolveCost"]
 
@@ -159,6 +160,14 @@ class ODESolver:
         self._options.update(
             _method_options("", self.method, self.step_size, self.max_num_steps)
         )
+        if self.max_num_steps is not None and not self.adaptive:
+            steps = math.ceil(self.end_time / self._options["step_size"] - 1e-9)
+            if steps > self.max_num_steps:
+                raise ValueError(
+                    f"max_num_steps={self.max_num_steps}, but the fixed-step method "
+                    f"{self.method!r} takes ceil(end_time / step_size) = {steps} steps; raise "
+                    "max_num_steps or step_size"
+                )
         if self.adjoint_method is not None:
             check_choice("adjoint_method", self.adjoint_method, _METHODS)
         for name in ("adjoint_rtol", "adjoint_atol"):
@@ -210,6 +219,7 @@ class ODESolver:
                 way, from ``backward()``.
         """
         cost = SolveCost() if cost is None else cost
+        check_rows("h0 (the initial state)", h0)
         ts = times
         if ts is None:
             ts = torch.tensor([0.0, self.end_time], dtype=h0.dtype, device=h0.device)
@@ -233,6 +243,11 @@ class ODESolver:
                 )
         except AssertionError as err:  # torchdiffeq reports underflow / max steps by assert
             raise ODESolverError(f"{err}{_HINT}") from err
+        if not bool(torch.isfinite(out).all()):
+            raise ODESolverError(
+                f"the {self.method} solve produced NaN or infinite states (a field too stiff "
+                f"for the step, or weights that blow up){_HINT}"
+            )
         cost.solves += 1
         return out if times is not None else out[-1]
 

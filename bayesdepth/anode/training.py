@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._validation import check_choice, check_positive, check_positive_int, check_tensor
+from ..seeding import check_seed
 from .model import AugmentedNeuralODE
 from .solver import SolveCost
 
@@ -35,7 +36,7 @@ def train_anode(
     steps: int = 200,
     batch_size: int | None = None,
     lr: float = 1e-2,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = False,
 ) -> TrainHistory:
     """Fit ``model`` to ``(x, y)`` by Adam on minibatches; returns the history.
@@ -44,7 +45,8 @@ def train_anode(
         loss: ``"cross_entropy"`` (``y`` integer labels) or ``"mse"`` (``y`` shaped like the
             output, or (n,) for one output).
         steps: optimiser steps; batch_size: rows per step (None: all rows);
-        lr: Adam learning rate; seed: seeds the minibatch draws (``torch.Generator``).
+        lr: Adam learning rate; seed: seeds the minibatch draws (``torch.Generator``; None:
+            fresh randomness).
         progress: show a tqdm bar with the running loss and NFE.
 
     Raises:
@@ -58,7 +60,11 @@ def train_anode(
         raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {tuple(y.shape)}")
     n = x.shape[0]
     batch_size = n if batch_size is None else min(check_positive_int("batch_size", batch_size), n)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device="cpu")
+    if check_seed(seed) is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = TrainHistory()
     start = time.perf_counter()

@@ -112,6 +112,11 @@ def _split(x, y, seed, test_fraction=0.2):
     return x[train], y[train], x[test], y[test]
 
 
+def _label(value: torch.Tensor) -> str:
+    v = float(value)
+    return str(int(v)) if v.is_integer() else str(v)
+
+
 def _moments(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean, std = train.mean(0), train.std(0)
     return mean, torch.where(std > 0, std, torch.ones_like(std))
@@ -152,8 +157,11 @@ def load_problem(
         raise ValueError(f"target: a CSV file ({name}) needs --target naming the label column")
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    table = read_csv(path, target=target, dtype=torch.float64)
-    y = table.y
+    table = read_csv(path, target=target, dtype=dtype)  # values must fit the working dtype
+    x, y = table.x.double(), table.y.double()
+    if len(y) < 2:
+        raise ValueError(f"{path}: need at least 2 data rows (a training and a test row), "
+                         f"got {len(y)}")
     integer = bool((y == y.round()).all())
     classes = torch.unique(y)
     if task == "auto":
@@ -162,8 +170,11 @@ def load_problem(
         if not integer:
             raise ValueError(f"target column {target!r} has non-integer values; use --task "
                              "regression")
+        if len(classes) < 2:
+            raise ValueError(f"target column {target!r} has a single class "
+                             f"({_label(classes[0])}): nothing to classify")
         y = torch.searchsorted(classes, y.contiguous())
-    x_tr, y_tr, x_te, y_te = _split(table.x, y, seed)
+    x_tr, y_tr, x_te, y_te = _split(x, y, seed)
     x_mean, x_std = _moments(x_tr)
     pre = Preprocessing(table.feature_names, tuple(x_mean.tolist()), tuple(x_std.tolist()),
                         target)

@@ -24,15 +24,25 @@ class TableData:
     target: str
 
 
-def _read_table(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], torch.Tensor]:
-    """The header and every data row as float64 numbers (errors name the row and column).
+def _read_table(
+    path: Path, required: tuple[str, ...] = (), dtype: torch.dtype = torch.float64
+) -> tuple[list[str], torch.Tensor]:
+    """The header and every data row as numbers of ``dtype`` (errors name the row and column).
 
-    ``required`` columns are checked as soon as the header is read.
+    ``required`` columns are checked as soon as the header is read; a UTF-8 byte-order mark is
+    dropped; a value that does not fit ``dtype`` (e.g. 1e308 in float32) is an error.
     """
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV"
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ValueError(f"{path}: the file is empty (a header row is required)")
     header = [name.strip() for name in rows[0]]
@@ -45,7 +55,7 @@ def _read_table(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], 
     body = [(i, row) for i, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)]
     if not body:
         raise ValueError(f"{path}: no data rows after the header")
-    values = []
+    values, lines = [], []
     for line, row in body:
         if len(row) != len(header):
             raise ValueError(
@@ -68,7 +78,16 @@ def _read_table(path: Path, required: tuple[str, ...] = ()) -> tuple[list[str], 
                 )
             parsed.append(number)
         values.append(parsed)
-    return header, torch.tensor(values, dtype=torch.float64)
+        lines.append(line)
+    table = torch.tensor(values, dtype=torch.float64).to(dtype)
+    bad = ~torch.isfinite(table)
+    if bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{path}: value {values[row][col]!r} in row {lines[row]}, column {header[col]!r} "
+            f"does not fit in {dtype} (largest {torch.finfo(dtype).max:.3g})"
+        )
+    return header, table
 
 
 def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) -> TableData:
@@ -84,14 +103,14 @@ def read_csv(path: str | Path, target: str, dtype: torch.dtype = torch.float32) 
     """
     check_dtype("dtype", dtype)
     path = Path(path)
-    header, table = _read_table(path, required=(target,))
+    header, table = _read_table(path, required=(target,), dtype=dtype)
     if len(header) < 2:
         raise ValueError(f"{path}: need at least one feature column besides {target!r}")
     j = header.index(target)
     features = [k for k in range(len(header)) if k != j]
     return TableData(
-        x=table[:, features].to(dtype),
-        y=table[:, j].to(dtype),
+        x=table[:, features],
+        y=table[:, j],
         feature_names=tuple(header[k] for k in features),
         target=target,
     )
