@@ -49,8 +49,8 @@ def test_byte_order_mark_encoding_and_overflow(tmp_path):
     with pytest.raises(ValueError, match=r"utf16\.csv: not a UTF-8 text file"):
         read_csv(utf16, target="y")
     big = write(tmp_path, "a,y\n1,2\n3,1e308\n")
-    with pytest.raises(ValueError, match="1e[+]308 in row 3, column 'y' does not fit in "
-                       "torch.float32"):
+    with pytest.raises(ValueError, match=r"1e\+308 in row 3, column 'y' does not fit in "
+                       r"torch\.float32"):
         read_csv(big, target="y")
     assert read_csv(big, target="y", dtype=torch.float64).y[1] == 1e308
 

@@ -83,7 +83,7 @@ def test_invalid_values_at_the_first_step_are_a_numerical_failure():
         loc = pyro.param("loc", torch.tensor(float("nan")))
         pyro.sample("y", dist.Normal(loc, 1.0), obs=y)
 
-    with pytest.raises(FloatingPointError, match="diverged at step 0.*check the data for NaN"):
+    with pytest.raises(FloatingPointError, match=r"diverged at step 0.*check the data for NaN"):
         fit(model, lambda y: None, torch.tensor(1.0), num_steps=3, progress=False)
 
 
