@@ -21,13 +21,14 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
         "use 'from bayesdepth import inference' instead of 'import inference'"
     )
 
-from . import compare, escape, langevin, momentum, noise, samplers, schedules, sdes
+from . import compare, escape, langevin, momentum, noise, samplers, sdes
+from .samplers import schedules
 from .compare import sgd_vs_prediction
 from .langevin import stationary_covariance
 from .potentials import Potential, module_potential, pyro_potential
 from .runner import Chains, sample
 from .samplers import PSGLD, SGD, SGHMC, SGLD, SVAG, Sampler, SamplerState
-from .schedules import Constant, CyclicalCosine
+from .samplers import Constant, CyclicalCosine
 
 __all__ = [
     "PSGLD",

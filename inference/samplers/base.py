@@ -29,7 +29,7 @@ least ``"potential"`` and ``"grad_norm"`` (tensors of shape ``(chains,)``), ``"l
 Injected noise is drawn from ``generator`` *after* the gradient calls, in dict order.
 
 **Schedules.** ``lr`` and ``temperature`` accept a number or a
-:class:`~bayesdepth.inference.schedules.Schedule` evaluated at ``state.step``. When the ``lr``
+:class:`~bayesdepth.inference.samplers.schedules.Schedule` evaluated at ``state.step``. When the ``lr``
 schedule reports ``exploring(step)`` (cyclical SG-MCMC), noise-injecting samplers drop their noise
 for that step.
 """
@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from ..schedules import Schedule, as_schedule
+from .schedules import Schedule, as_schedule
 from ._tree import Params, chain_sq_norm, check_params
 
 __all__ = ["GradFn", "Sampler", "SamplerState"]

@@ -31,7 +31,7 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
+from .schedules import Schedule
 from ._tree import Params, leaves, tree_map
 from .base import GradFn, Sampler, SamplerState
 

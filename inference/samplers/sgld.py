@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..schedules import Schedule
+from .schedules import Schedule
 from ._tree import randn_like, tree_map
 from .base import GradFn, Sampler, SamplerState
 

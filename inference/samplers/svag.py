@@ -31,7 +31,7 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
+from .schedules import Schedule
 from ._tree import tree_map
 from .base import GradFn, Sampler, SamplerState
 from .sgd import noise_statistics
