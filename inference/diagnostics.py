@@ -10,6 +10,7 @@ and tests choose it, e.g. ``MPLBACKEND=Agg``).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,10 @@ def _save(axes: Any, path: str | os.PathLike) -> Path:
     from bayesdepth.plotting import save_figure
 
     first = np.ravel(np.asarray(axes, dtype=object))[0]
-    return save_figure(first.get_figure(), path)
+    with warnings.catch_warnings():
+        # ArviZ lays out its own grids (the pair plot's marginals): tight_layout cannot improve it
+        warnings.filterwarnings("ignore", "This figure includes Axes that are not compatible")
+        return save_figure(first.get_figure(), path)
 
 
 def plot_trace(idata: az.InferenceData, path: str | os.PathLike, var_names=None, **kw) -> Path:
