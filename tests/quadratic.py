@@ -23,6 +23,14 @@ def quadratic_problem(num_data=40, seed=0):
     return a, b, c
 
 
+def random_problem(dim=5, seed=1):
+    """A random symmetric positive definite Hessian and a full-rank noise covariance."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, dim, generator=g, dtype=F64)
+    r = torch.randn(dim, dim, generator=g, dtype=F64)
+    return q @ q.T / dim + 0.3 * torch.eye(dim, dtype=F64), r @ r.T
+
+
 def plane_problem(num_data=8, seed=0, a=(0.5, 2.0), c=(3.0, 0.3), angle=0.6):
     """Problem Q in 2-D whose per-example b_n have population covariance exactly C."""
     hessian = torch.diag(torch.tensor(a, dtype=F64))

@@ -8,7 +8,14 @@ import scipy.linalg as sl
 import torch
 from bayesdepth.inference import SGD, SVAG, SGDProblem, langevin, momentum
 from bayesdepth.inference.statistics import chain_covariance, relative_frobenius_error
-from quadratic import batch_grad_fn, max_z, plane_problem, rotation, run_chains
+from quadratic import (
+    batch_grad_fn,
+    max_z,
+    plane_problem,
+    random_problem,
+    rotation,
+    run_chains,
+)
 
 F64 = torch.float64
 ZERO = torch.zeros(2, dtype=F64)
@@ -16,12 +23,9 @@ ZERO = torch.zeros(2, dtype=F64)
 
 # ------------------------------------------------------------------ deterministic checks
 def test_closed_forms_match_scipy_lyapunov_solvers():
-    g = torch.Generator().manual_seed(1)
     d = 5
-    q = torch.randn(d, d, generator=g, dtype=F64)
-    A = q @ q.T / d + 0.3 * torch.eye(d, dtype=F64)
-    r = torch.randn(d, d, generator=g, dtype=F64)
-    C = r @ r.T
+    A, C = random_problem(d)
+    g = torch.Generator().manual_seed(2)
     lr, B = 0.3, 4
     problem = SGDProblem(A, C, lr=lr, batch_size=B)
     M = np.eye(d) - lr * A.numpy()

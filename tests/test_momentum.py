@@ -13,19 +13,22 @@ from bayesdepth.inference.statistics import (
     empirical_msd,
     relative_frobenius_error,
 )
-from quadratic import batch_grad_fn, max_z, plane_problem, rotation, run_chains
+from quadratic import (
+    batch_grad_fn,
+    max_z,
+    plane_problem,
+    random_problem,
+    rotation,
+    run_chains,
+)
 
 F64 = torch.float64
 ZERO = torch.zeros(2, dtype=F64)
 
 
 def test_phase_space_covariance_matches_scipy():
-    g = torch.Generator().manual_seed(1)
     d = 5
-    q = torch.randn(d, d, generator=g, dtype=F64)
-    A = q @ q.T / d + 0.3 * torch.eye(d, dtype=F64)
-    r = torch.randn(d, d, generator=g, dtype=F64)
-    C = r @ r.T
+    A, C = random_problem(d)
     lr, B, beta, lam = 0.3, 4, 0.8, 0.1
     a = A.numpy()
     at = a + lam * np.eye(d)
