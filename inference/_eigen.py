@@ -37,7 +37,7 @@ def eigenbasis(problem: SGDProblem) -> Eigenbasis:
     h = problem.preconditioner_matrix
     root = None
     if h is not None:
-        root = sqrt_psd(h.to(a.device))
+        root = sqrt_psd(h)
         a, c = root @ a @ root, root @ c @ root
         a, c = (a + a.T) / 2, (c + c.T) / 2
     w, u = torch.linalg.eigh(a)

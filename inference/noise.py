@@ -59,7 +59,7 @@ def gradient_noise_covariance(
 
     ``C = (1/N) sum_n (g_n - g)(g_n - g)^T`` (population normalisation), returned as ``f C`` with
     ``f = 1/B`` for iid batches and ``(N - B) / (B (N - 1))`` without replacement
-    (docs/theory.md §0.2). ``batch_size = 1`` with replacement gives ``C`` itself.
+    (docs/theory.md §0.3). ``batch_size = 1`` with replacement gives ``C`` itself.
     """
     check_tensor("grads", grads, ndim=(2, 3, 4), floating=True)
     n = grads.shape[-2]

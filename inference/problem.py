@@ -20,7 +20,7 @@ regression) constant-rate SGD is described by
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -140,6 +140,7 @@ class SGDProblem:
     num_data: int | None = None
     replacement: bool = True
     preconditioner: torch.Tensor | None = None
+    _preconditioner_matrix: torch.Tensor | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         a = check_symmetric("hessian", self.hessian, psd=False)
@@ -164,7 +165,8 @@ class SGDProblem:
                     f"a preconditioner is supported only without momentum (momentum=0), got "
                     f"momentum={self.momentum!r}"
                 )
-            _check_preconditioner(self.preconditioner, a.shape[0])
+            h = _check_preconditioner(self.preconditioner, a.shape[0])
+            values["_preconditioner_matrix"] = h.to(self.hessian.device)
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -222,9 +224,7 @@ class SGDProblem:
     @property
     def preconditioner_matrix(self) -> torch.Tensor | None:
         """``H`` as a (d, d) float64 matrix (a diagonal given as a vector is expanded), or None."""
-        if self.preconditioner is None:
-            return None
-        return _check_preconditioner(self.preconditioner, self.dim)
+        return self._preconditioner_matrix
 
     @property
     def relaxation_time(self) -> float:

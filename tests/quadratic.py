@@ -1,4 +1,4 @@
-"""Shared test helpers: the quadratic problem Q (docs/theory.md §0.3) and SGD chains on it."""
+"""Shared test helpers: the quadratic problem Q (docs/theory.md §0.4) and SGD chains on it."""
 
 import math
 
