@@ -145,8 +145,8 @@ def quadratic_vs_prediction(
 ) -> SGDComparison:
     r"""Run SGD on the quadratic ``L = theta^T A theta / 2`` and compare with the exact law.
 
-    The minibatch gradient is ``A theta - (f C)^{1/2} z`` with standard normal ``z``
-    (:class:`~.sgd_potentials.QuadraticPotential`; any noise with covariance ``f C`` has the same
+    The minibatch gradient is ``A theta - (phi C)^{1/2} z`` with standard normal ``z``
+    (:class:`~.sgd_potentials.QuadraticPotential`; any noise with covariance ``phi C`` has the same
     second moments), updated by :class:`bayesdepth.inference.SGD` (``torch.optim.SGD``'s rule,
     the problem's momentum and weight decay included) from the optimum 0. The prediction is
     :func:`~.langevin.stationary_covariance` (exact discrete law; docs/theory.md §1.2, §2.1).

@@ -1,17 +1,17 @@
 r"""Closed-form stationary laws of constant-rate SGD (Langevin / Ornstein-Uhlenbeck models).
 
 Every function takes an :class:`~.problem.SGDProblem` (notation of docs/theory.md §0: Hessian
-``A``, per-example noise ``C``, learning rate ``eta``, ``Cov g_B = f C`` with the minibatch factor
-``f`` (``1/B`` for iid batches), weight decay ``lambda``, ``A~ = A + lambda I``, preconditioner
+``A``, per-example noise ``C``, learning rate ``eta``, ``Cov g_B = phi C`` with the minibatch factor
+``phi`` (``1/B`` for iid batches), weight decay ``lambda``, ``A~ = A + lambda I``, preconditioner
 ``H``). Equations are solved in the eigenbasis of ``A~`` (one ``eigh``, O(d^3) time, O(d^2)
 memory) in float64 on the problem's device; results come back in the Hessian's dtype.
 
-* Continuous (Mandt, Hoffman, Blei 2017; docs/theory.md §1.1): ``H A~ S + S A~ H = eta f H C H``.
+* Continuous (Mandt, Hoffman, Blei 2017; docs/theory.md §1.1): ``H A~ S + S A~ H = eta phi H C H``.
 * Exact discrete (SGD on a quadratic is a linear AR(1) process; docs/theory.md §1.2):
-  ``S = M S M^T + eta^2 f H C H``, ``M = I - eta H A~``; for ``H = I`` equivalently
-  ``A~ S + S A~ - eta A~ S A~ = eta f C``.
+  ``S = M S M^T + eta^2 phi H C H``, ``M = I - eta H A~``; for ``H = I`` equivalently
+  ``A~ S + S A~ - eta A~ S A~ = eta phi C``.
 * SVAG(l) (Li, Malladi, Arora 2021; docs/theory.md §3.3): ``A~ S + S A~ - (eta/l) A~ S A~ =
-  eta f C``.
+  eta phi C``.
 
 With momentum the law lives in phase space: see :mod:`.momentum`.
 """
@@ -67,10 +67,10 @@ def stationary_covariance(problem: SGDProblem, *, discrete: bool = True) -> torc
     r"""Stationary covariance of constant-rate SGD on a quadratic (docs/theory.md §1-§2).
 
     ``discrete=True`` (default) is exact for SGD on the quadratic test problem:
-    :math:`S = M S M^T + \eta^2 f H C H` with :math:`M = I - \eta H \tilde A`; with momentum it is
+    :math:`S = M S M^T + \eta^2 phi H C H` with :math:`M = I - \eta H \tilde A`; with momentum it is
     the :math:`\theta\theta` block of the phase-space law of ``torch.optim.SGD``
     (:func:`bayesdepth.inference.momentum.phase_space_covariance`). ``discrete=False`` is the
-    continuous model: :math:`H\tilde A S + S \tilde A H = \eta f H C H` (Mandt, Hoffman, Blei,
+    continuous model: :math:`H\tilde A S + S \tilde A H = \eta phi H C H` (Mandt, Hoffman, Blei,
     JMLR 2017), or with momentum Kunin et al.'s underdamped Langevin law (arXiv 2107.09133).
 
     Args:
@@ -99,7 +99,7 @@ def stationary_covariance(problem: SGDProblem, *, discrete: bool = True) -> torc
 def svag_covariance(problem: SGDProblem, l: float) -> torch.Tensor:
     r"""Exact stationary covariance of SVAG(l) on a quadratic (Li, Malladi, Arora, NeurIPS 2021).
 
-    :math:`\tilde A S + S \tilde A - (\eta / l) \tilde A S \tilde A = \eta f C`. ``l = 1`` is SGD;
+    :math:`\tilde A S + S \tilde A - (\eta / l) \tilde A S \tilde A = \eta phi C`. ``l = 1`` is SGD;
     ``l -> inf`` the SDE (continuous Lyapunov law); the gap to the SDE is O(1/l)
     (docs/theory.md §3.3). The problem must have no momentum.
     """
@@ -117,8 +117,8 @@ def mandt_optimal_lr(problem: SGDProblem) -> float:
     r"""KL-optimal constant learning rate ``eps* = 2 B D / (N tr C)`` (Mandt et al. 2017, Thm 1).
 
     Minimises ``KL(N(0, S(eps)) || N(0, (N A)^{-1}))`` over scalar rates for the continuous law,
-    ``KL(f eps*) - KL(eps*) = (D/2)(f - 1 - ln f)``; with the minibatch factor ``f`` in place of
-    ``1/B`` it reads ``2 D / (N f tr C)`` (docs/theory.md §1.4). ``problem.lr`` is not used.
+    ``KL(k eps*) - KL(eps*) = (D/2)(k - 1 - ln k)``; with the minibatch factor ``phi`` in place of
+    ``1/B`` it reads ``2 D / (N phi tr C)`` (docs/theory.md §1.4). ``problem.lr`` is not used.
     """
     n = _require_num_data(problem, "mandt_optimal_lr")
     tr = float(torch.trace(problem.noise_cov.to(torch.float64)))
@@ -183,7 +183,7 @@ def averaged_covariance(problem: SGDProblem, num_steps: int | None = None) -> to
 
 
 def noise_to_signal_ratio(problem: SGDProblem) -> float:
-    r"""Stationary ``G / N`` on the quadratic: ``G = E|grad L|^2 = tr(A~ S A~)``, ``N = f tr C``.
+    r"""Stationary ``G / N`` on the quadratic: ``G = E|grad L|^2 = tr(A~ S A~)``, ``N = phi tr C``.
 
     ``S`` is the exact discrete law (momentum and preconditioner included); Li, Malladi, Arora
     (2021) use ``G/N`` to say when the SDE (and the linear scaling rule) is valid

@@ -2,7 +2,7 @@ r"""Gradient-noise statistics: per-example gradients, the minibatch noise covari
 
 Conventions of docs/theory.md §0: the per-example gradient covariance uses the *population*
 normalisation ``C = (1/N) sum_n (g_n - g)(g_n - g)^T`` and a minibatch gradient has covariance
-``f C`` with the factor of :func:`~.problem.minibatch_noise_factor` (``1/B`` for iid batches,
+``phi C`` with the factor of :func:`~.problem.minibatch_noise_factor` (``1/B`` for iid batches,
 ``(N - B) / (B (N - 1))`` without replacement). Heavy-tailed noise is in :mod:`.heavy_tails`.
 """
 
@@ -57,8 +57,8 @@ def gradient_noise_covariance(
 ) -> torch.Tensor:
     r"""Covariance of a minibatch gradient from per-example gradients ``grads`` (..., N, d).
 
-    ``C = (1/N) sum_n (g_n - g)(g_n - g)^T`` (population normalisation), returned as ``f C`` with
-    ``f = 1/B`` for iid batches and ``(N - B) / (B (N - 1))`` without replacement
+    ``C = (1/N) sum_n (g_n - g)(g_n - g)^T`` (population normalisation), returned as ``phi C`` with
+    ``phi = 1/B`` for iid batches and ``(N - B) / (B (N - 1))`` without replacement
     (docs/theory.md §0.3). ``batch_size = 1`` with replacement gives ``C`` itself.
     """
     check_tensor("grads", grads, ndim=(2, 3, 4), floating=True)

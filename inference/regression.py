@@ -7,12 +7,12 @@ exactly: in phase space ``z = (delta, v)`` (``torch.optim.SGD``'s momentum buffe
 
 .. math::
 
-    P = M_z P M_z^T + f\, G \Big[C_* + \frac{1}{N}\sum_n K_n P_{ww} K_n\Big] G^T,
+    P = M_z P M_z^T + \phi\, G \Big[C_* + \frac{1}{N}\sum_n K_n P_{ww} K_n\Big] G^T,
 
-with ``M_z``, ``G`` of :mod:`.momentum`, ``C_*`` the gradient covariance at the optimum and ``f``
+with ``M_z``, ``G`` of :mod:`.momentum`, ``C_*`` the gradient covariance at the optimum and ``phi``
 the minibatch factor; the stationary mean is exactly the optimum. The SDE with the same
-state-dependent noise, ``dX = -A~ X dt + sqrt(eta f Sigma(X)) dW``, has
-``A~ S + S A~ = eta f [C_* + (1/N) sum_n K_n S K_n]``. Both are solved as ``(2d)^2`` (or
+state-dependent noise, ``dX = -A~ X dt + sqrt(eta phi Sigma(X)) dW``, has
+``A~ S + S A~ = eta phi [C_* + (1/N) sum_n K_n S K_n]``. Both are solved as ``(2d)^2`` (or
 ``d^2``) linear systems, for small ``d``.
 """
 
@@ -74,7 +74,7 @@ def linear_regression_moments(
     Loss ``L = (1/N) sum_n [(x_n^T w - y_n)^2 / (2 s^2)] + |w|^2 / (2 s_0^2 N)`` (prior folded
     in), ``torch.optim.SGD`` with the problem's learning rate, momentum and weight decay, batches
     of the problem's size with or without replacement. For ``momentum = 0`` the closure reads
-    ``S = M S M^T + eta^2 f [C_* + (1/N) sum_n K_n S K_n]`` (see the module docstring and
+    ``S = M S M^T + eta^2 phi [C_* + (1/N) sum_n K_n S K_n]`` (see the module docstring and
     docs/theory.md §1.6).
 
     Args:

@@ -4,7 +4,7 @@ SGD-type samplers apply their learning rate to whatever gradient the potential h
 potentials are the *mean* loss ``L = U / N`` (not the ``U`` that SG-MCMC samplers target):
 
 - :class:`QuadraticPotential`: ``L = theta^T A theta / 2`` with Gaussian gradient noise of
-  covariance ``Cov g_B = f C`` (the quadratic test problem of an :class:`~.problem.SGDProblem`);
+  covariance ``Cov g_B = phi C`` (the quadratic test problem of an :class:`~.problem.SGDProblem`);
 - :class:`LinearRegressionPotential`: the mean loss of Bayesian linear regression on minibatches
   drawn with or without replacement, fresh for every chain and every gradient call.
 
@@ -31,10 +31,10 @@ F64 = torch.float64
 
 
 class QuadraticPotential(Potential):
-    r"""``U(theta; z) = theta^T A theta / 2 - theta^T R z``, ``R = (f C)^{1/2}``, ``z ~ N(0, I)``.
+    r"""``U(theta; z) = theta^T A theta / 2 - theta^T R z``, ``R = (phi C)^{1/2}``, ``z ~ N(0, I)``.
 
     Every gradient call draws a fresh ``z`` per chain, so the gradient ``A theta - R z`` has the
-    mean ``A theta`` and the covariance ``f C`` of a minibatch gradient of ``problem`` (any noise
+    mean ``A theta`` and the covariance ``phi C`` of a minibatch gradient of ``problem`` (any noise
     with these two moments has the same stationary covariance under SGD). Parameters are a
     ``(chains, d)`` float64 tensor; chains start at the optimum 0. The weight decay is the
     sampler's (``SGD(weight_decay=...)``), not part of the potential.
