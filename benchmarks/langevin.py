@@ -24,7 +24,8 @@ import time
 import numpy as np
 import scipy.linalg as sl
 import torch
-from bayesdepth.inference import SGD, compare, langevin, momentum, sdes
+from bayesdepth.inference import SGD, SGDProblem, langevin, momentum, sdes
+from bayesdepth.inference.statistics import relative_frobenius_error
 
 F64 = torch.float64
 
@@ -61,7 +62,7 @@ def sgd_time_to_accuracy(a, c, lr, chains, steps, target):
         z = torch.randn(params.shape, generator=generator, dtype=F64)
         return params @ a - z @ root.T, params.sum(-1)
 
-    exact = langevin.stationary_covariance(a, c, lr, 1)
+    exact = langevin.stationary_covariance(SGDProblem(a, c, lr=lr))
     sampler = SGD(lr)
     t0 = time.perf_counter()
     state = sampler.init(torch.zeros(chains, d, dtype=F64))
@@ -72,7 +73,7 @@ def sgd_time_to_accuracy(a, c, lr, chains, steps, target):
         state, _ = sampler.step(state, grad_fn, gen)
         acc += state.params.T @ state.params
     elapsed = time.perf_counter() - t0
-    err = compare.relative_frobenius_error(acc / (steps * chains), exact)
+    err = relative_frobenius_error(acc / (steps * chains), exact)
     # error ∝ 1/sqrt(samples): steps needed for the target, burn-in included once
     per_step = elapsed / (steps + 200)
     need = steps * (err / target) ** 2
@@ -86,7 +87,8 @@ def table1(dims, quick):
           f"{'ratio':>9} {'SGD err':>8} {'peak MB':>8}")
     for d in dims:
         a, c = problem(d)
-        t_eig, s = timed(lambda a=a, c=c: langevin.stationary_covariance(a, c, lr, 1), 3)
+        plain = SGDProblem(a, c, lr=lr)
+        t_eig, s = timed(lambda p=plain: langevin.stationary_covariance(p), 3)
         t_sp = float("nan")
         if d <= 1000:  # scipy's O(d^3) solver takes minutes beyond
             m = np.eye(d) - lr * a.numpy()
@@ -94,8 +96,8 @@ def table1(dims, quick):
                 lambda m=m, c=c: sl.solve_discrete_lyapunov(m, lr**2 * c.numpy()), 1)
             assert np.abs(s.numpy() - s_ref).max() < 1e-8 * np.abs(s_ref).max()
         if d <= 1000 or not quick:
-            t_mom, _ = timed(lambda a=a, c=c: momentum.phase_space_covariance(
-                a, c, lr, 1, momentum=0.9), 1)
+            t_mom, _ = timed(lambda p=plain: momentum.phase_space_covariance(
+                p.replace(momentum=0.9)), 1)
         else:
             t_mom = float("nan")
         steps = 200 if quick else (1000 if d <= 500 else 300)

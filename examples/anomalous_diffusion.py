@@ -1,4 +1,4 @@
-"""Anomalous diffusion of SGD past convergence (Kunin et al. 2021, THEORY section 2).
+"""Anomalous diffusion of SGD past convergence (Kunin et al. 2021; docs/theory.md §2.6).
 
 Part 1, a quadratic with a power-law Hessian spectrum ``a_i ∝ i^-p`` and gradient noise ``C ∝ A``:
 the stationary mean squared displacement ``MSD(tau) = 2 tr S - 2 tr[(M_z^tau P)_{theta theta}]``
@@ -14,12 +14,16 @@ Run: ``python examples/anomalous_diffusion.py [--quick] [--out runs/anomalous_di
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
 import numpy as np
 import torch
-from bayesdepth.inference import SGD, compare, momentum
+from bayesdepth.inference import SGD, SGDProblem, momentum
+from bayesdepth.inference.plots import plot_msd
 from bayesdepth.inference.samplers import SGDState
+from bayesdepth.inference.statistics import diffusion_exponent, empirical_msd
 
 from bayesdepth.data import toy_regression_1d
 
@@ -30,9 +34,10 @@ def part1(out: Path, quick: bool) -> None:
     d, power, lr, beta = (100, 2.0, 0.2, 0.9) if quick else (400, 2.0, 0.2, 0.9)
     a = torch.arange(1, d + 1, dtype=F64) ** -power
     lags = np.unique(np.logspace(0, 4 if quick else 5, 40).astype(int))
-    pred = momentum.msd_curve(torch.diag(a), torch.diag(a), lr, 1, lags.tolist(), momentum=beta)
+    problem = SGDProblem(torch.diag(a), torch.diag(a), lr=lr, momentum=beta)
+    pred = momentum.msd_curve(problem, lags.tolist())
     window = (10, 1000)
-    gamma = compare.diffusion_exponent(lags, pred, window)
+    gamma = diffusion_exponent(lags, pred, window)
     print(f"quadratic d={d}, spectrum i^-{power}: closed-form MSD exponent on lags {window}: "
           f"{gamma:.3f}")
     # SGD chains on the same problem (C = A): per-example gradients a_i theta_i - sqrt(a_i) z_i
@@ -45,7 +50,7 @@ def part1(out: Path, quick: bool) -> None:
 
     # the slowest modes relax over ~1e5 steps: start the chains in the exact stationary law of
     # (theta, momentum buffer) instead of burning in
-    p = momentum.phase_space_covariance(torch.diag(a), torch.diag(a), lr, 1, momentum=beta)
+    p = momentum.phase_space_covariance(problem)
     z = torch.randn(chains, 2 * d, generator=gen, dtype=F64) @ torch.linalg.cholesky(p).T
     sampler = SGD(lr, momentum=beta)
     state = SGDState(params=z[:, :d].clone(), step=1, momentum_buffer=z[:, d:].clone())
@@ -54,10 +59,10 @@ def part1(out: Path, quick: bool) -> None:
         state, _ = sampler.step(state, grad_fn, gen)
         draws[:, k] = state.params
     short = lags[lags < steps // 4]
-    emp = compare.empirical_msd(draws, short.tolist())
-    path = compare.plot_msd(short, emp, out / "msd_quadratic.png", predicted=pred[: len(short)],
-                            window=window, title=f"SGD momentum {beta} on a power-law quadratic")
-    print(f"SGD chains: fitted exponent {compare.diffusion_exponent(short, emp, window):.3f}; "
+    emp = empirical_msd(draws, short.tolist())
+    path = plot_msd(short, emp, out / "msd_quadratic.png", predicted=pred[: len(short)],
+                    window=window, title=f"SGD momentum {beta} on a power-law quadratic")
+    print(f"SGD chains: fitted exponent {diffusion_exponent(short, emp, window):.3f}; "
           f"wrote {path}")
 
 
@@ -80,14 +85,14 @@ def part2(out: Path, quick: bool) -> None:
             path.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach().clone())
     draws = torch.stack(path)[None]
     lags = np.unique(np.logspace(0, np.log10(record // 4), 30).astype(int))
-    msd = compare.empirical_msd(draws, lags.tolist())
-    gamma = compare.diffusion_exponent(lags, msd, (10, record // 4))
+    msd = empirical_msd(draws, lags.tolist())
+    gamma = diffusion_exponent(lags, msd, (10, record // 4))
     with torch.no_grad():
         full = ((net(data.x).squeeze(-1) - data.y) ** 2).mean()
     print(f"MLP past convergence (train MSE {float(full):.4f}): MSD exponent {gamma:.3f} "
           "(1 = Brownian; < 1 sub-diffusive, > 1 super-diffusive)")
-    p = compare.plot_msd(lags, msd, out / "msd_mlp.png", window=(10, record // 4),
-                         title="MLP weights, SGD lr 0.01, B 8, momentum 0.9")
+    p = plot_msd(lags, msd, out / "msd_mlp.png", window=(10, record // 4),
+                 title="MLP weights, SGD lr 0.01, B 8, momentum 0.9")
     print(f"wrote {p}")
 
 

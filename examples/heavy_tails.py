@@ -1,7 +1,8 @@
 """Heavy-tailed gradient noise and Levy-driven escape (Simsekli et al. 2019; Zhou et al. 2020).
 
-Part 1: the tail-index estimator of Mohammadi et al. (``noise.tail_index``) on symmetric
-alpha-stable draws of known alpha (``noise.sample_symmetric_stable``, Chambers-Mallows-Stuck), then
+Part 1: the tail-index estimator of Mohammadi et al. (``heavy_tails.tail_index``; docs/theory.md
+§6.5) on symmetric alpha-stable draws of known alpha (``heavy_tails.sample_symmetric_stable``,
+Chambers-Mallows-Stuck), then
 on the minibatch gradient noise ``g_B - grad L`` of a small MLP on scikit-learn's digits at
 initialisation and after training (per-example gradients by ``torch.func.vmap(grad)``).
 
@@ -9,8 +10,8 @@ Part 2: escape from the basin ``U = h x^2 / 2`` on (-1, 1). Gaussian noise ``eps
 after a time exponential in ``h / eps^2`` (exact mean first-passage time by quadrature,
 ``escape.mean_first_passage_time``); alpha-stable noise ``eps dL^alpha`` after a time polynomial
 in ``1/eps`` and independent of the depth h to leading order (simulated with
-``noise.simulate_levy_sde``, against ``escape.levy_exit_time``). Writes ``tail_index.png`` and
-``exit_times.png``.
+``heavy_tails.simulate_levy_sde``, against ``escape.levy_exit_time``; docs/theory.md §6.6).
+Writes ``tail_index.png`` and ``exit_times.png``.
 
 Run: ``python examples/heavy_tails.py [--quick] [--out runs/heavy_tails]``.
 """
@@ -18,17 +19,17 @@ Run: ``python examples/heavy_tails.py [--quick] [--out runs/heavy_tails]``.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from bayesdepth.inference import escape, noise
+from bayesdepth.inference import escape, heavy_tails, noise
 
 from bayesdepth.data import digits
+from bayesdepth.plotting import save_figure
 
 F64 = torch.float64
 HIDDEN = 32
@@ -59,8 +60,8 @@ def part1(out: Path, quick: bool) -> None:
     k = 2500 if quick else 20_000
     print(f"tail index of symmetric alpha-stable draws (K = {k}):")
     for alpha in (1.2, 1.5, 1.8, 2.0):
-        x = noise.sample_symmetric_stable(alpha, (20, k), generator=gen)
-        est = noise.tail_index(x)
+        x = heavy_tails.sample_symmetric_stable(alpha, (20, k), generator=gen)
+        est = heavy_tails.tail_index(x)
         print(f"  alpha = {alpha}: estimate {float(est.mean()):.3f} +- "
               f"{float(est.std()) / 20 ** 0.5:.3f}")
     data = digits(dtype=F64)
@@ -76,7 +77,7 @@ def part1(out: Path, quick: bool) -> None:
         grads = noise.per_example_grads(mlp_loss, theta, xs, ys)[:, coords]
         eps = minibatch_noise(grads, 32, k, gen)
         keep = eps.abs().amax(0) > 0
-        estimates[label] = noise.tail_index(eps[:, keep].T).clamp(0, 2.5).numpy()
+        estimates[label] = heavy_tails.tail_index(eps[:, keep].T).clamp(0, 2.5).numpy()
         print(f"MLP gradient noise at {label}: median tail index over "
               f"{int(keep.sum())} coordinates {np.median(estimates[label]):.3f}")
         for _ in range(steps):
@@ -91,9 +92,7 @@ def part1(out: Path, quick: bool) -> None:
     ax.set_xlabel("tail index estimate per coordinate")
     ax.set_ylabel("coordinates")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "tail_index.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "tail_index.png")
 
 
 def part2(out: Path, quick: bool) -> None:
@@ -109,10 +108,10 @@ def part2(out: Path, quick: bool) -> None:
             gauss.append(escape.mean_first_passage_time(
                 lambda x, h=h: h * x * x / 2, 0.0, 1.0, eps**2 / 2, lower=0.0))
             gen = torch.Generator().manual_seed(int(100 * eps))
-            sim = noise.simulate_levy_sde(lambda x, h=h: -h * x, torch.zeros(chains, dtype=F64),
-                                          alpha, eps, dt, steps, generator=gen,
-                                          interval=(-1.0, 1.0))
-            levy.append(noise.censored_mean_exit_time(sim.exit_time, steps * dt)[0])
+            sim = heavy_tails.simulate_levy_sde(lambda x, h=h: -h * x,
+                                                torch.zeros(chains, dtype=F64), alpha, eps, dt,
+                                                steps, generator=gen, interval=(-1.0, 1.0))
+            levy.append(escape.censored_mean_exit_time(sim.exit_time, steps * dt).mean)
             law.append(escape.levy_exit_time(alpha, eps, 1.0, 1.0))
             print(f"h = {h}, eps = {eps}: Gaussian exit {gauss[-1]:.4g}, "
                   f"Levy exit {levy[-1]:.4g} (law {law[-1]:.4g})")
@@ -125,9 +124,7 @@ def part2(out: Path, quick: bool) -> None:
         ax.set_xlabel("1 / noise scale eps")
         ax.set_ylabel("mean exit time from (-1, 1)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "exit_times.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "exit_times.png")
 
 
 def main(argv: list[str] | None = None) -> None:

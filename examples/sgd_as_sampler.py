@@ -2,8 +2,9 @@
 
 On Bayesian linear regression (``bayesdepth.data.linear_regression``) K SGD chains, plain and with
 momentum (``torch.optim.SGD``'s update), are run at a constant learning rate. Their stationary
-covariance is compared with the exact prediction (``compare.linear_regression_moments``: the
-discrete Lyapunov law including the multiplicative part of the noise) and with the posterior.
+covariance is compared with the exact prediction (``regression.linear_regression_moments``: the
+discrete Lyapunov law including the multiplicative part of the noise; docs/theory.md §1.6) and
+with the posterior.
 The script prints the ArviZ summary of the SGD draws and Mandt's KL-optimal learning rate
 ``eps* = 2 B D / (N tr C)`` together with the KL of the predicted law to the posterior on a grid
 of rates, and writes
@@ -19,18 +20,21 @@ Run: ``python examples/sgd_as_sampler.py [--quick] [--out runs/sgd_as_sampler]``
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from bayesdepth.inference import compare, langevin
+from bayesdepth.inference import SGDProblem, langevin, sgd_vs_prediction
+from bayesdepth.inference.plots import plot_covariance_ellipses
+from bayesdepth.inference.regression import linear_regression_moments
+from bayesdepth.inference.statistics import relative_frobenius_error
 
 from bayesdepth.data import linear_regression
+from bayesdepth.plotting import save_figure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,20 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     chains, draws = (16, 300) if args.quick else (64, 3000)
 
     data = linear_regression()
-    n = data.x.shape[0]
-    plain = compare.sgd_vs_prediction(data, lr=args.lr, batch_size=args.batch_size,
-                                      num_chains=chains, num_draws=draws, seed=args.seed)
-    fig = compare.plot_covariance_ellipses(
+    plain = sgd_vs_prediction(data, lr=args.lr, batch_size=args.batch_size, num_chains=chains,
+                              num_draws=draws, seed=args.seed)
+    fig = plot_covariance_ellipses(
         plain.draws, plain.predicted, out / "sgd_covariance.png", mean=plain.mean,
         others={"posterior": plain.posterior},
         title=f"SGD lr={args.lr}, B={args.batch_size}",
     )
     # momentum: same temperature eta/(B(1-beta)) as plain SGD -> lr (1 - beta)
     lr_m = args.lr * (1 - args.momentum)
-    mom = compare.sgd_vs_prediction(data, lr=lr_m, batch_size=args.batch_size,
-                                    momentum=args.momentum, num_chains=chains, num_draws=draws,
-                                    seed=args.seed + 1)
-    fig_m = compare.plot_covariance_ellipses(
+    mom = sgd_vs_prediction(data, lr=lr_m, batch_size=args.batch_size, momentum=args.momentum,
+                            num_chains=chains, num_draws=draws, seed=args.seed + 1)
+    fig_m = plot_covariance_ellipses(
         mom.draws, mom.predicted, out / "momentum_covariance.png", mean=mom.mean,
         others={"posterior": mom.posterior},
         title=f"SGD momentum={args.momentum}, lr={lr_m:.3g}",
@@ -71,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:9s} rel. Frobenius error vs prediction {r.relative_error:.3f} "
               f"(max |z| {float(z):.1f}); KL(prediction || posterior) {r.kl_to_laplace:.3f}")
 
-    _, _, additive, _ = compare.linear_regression_moments(
-        data.x, data.y, data.prior_scale, data.noise_scale, args.lr, args.batch_size)
+    # A and C at the optimum (the posterior mean) of the mean loss
+    problem = SGDProblem.from_linear_regression(data, lr=args.lr, batch_size=args.batch_size)
+    additive = linear_regression_moments(data, problem).additive
     print(f"ignoring the multiplicative noise (Lyapunov law with C at the optimum) misses the "
-          f"SGD covariance by {compare.relative_frobenius_error(plain.empirical, additive):.3f} "
+          f"SGD covariance by {relative_frobenius_error(plain.empirical, additive):.3f} "
           f"(relative Frobenius error)")
     idata = az.from_dict(posterior={"w": plain.draws.numpy()})
     summary = az.summary(idata)
@@ -82,24 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     print(summary)
 
     # Mandt's optimal constant rate, with C at the optimum
-    _, _, _, hessian = compare.linear_regression_moments(
-        data.x, data.y, data.prior_scale, data.noise_scale, args.lr, args.batch_size)
-    resid = (data.x @ plain.mean - data.y) / data.noise_scale**2
-    grads = data.x * resid[:, None] + plain.mean / (n * data.prior_scale**2)
-    noise_cov = torch.cov(grads.T, correction=0)
-    eps_star = langevin.mandt_optimal_lr(noise_cov, n, args.batch_size)
-    lam_max = float(torch.linalg.eigvalsh(hessian)[-1])
+    eps_star = langevin.mandt_optimal_lr(problem)
+    lam_max = float(torch.linalg.eigvalsh(problem.hessian)[-1])
     grid = eps_star * np.logspace(-1, np.log10(min(10.0, 1.9 / (lam_max * eps_star))), 25)
     kl_cont = [langevin.kl_to_laplace(langevin.stationary_covariance(
-        hessian, noise_cov, float(e), args.batch_size, discrete=False), hessian, n) for e in grid]
+        problem.replace(lr=float(e)), discrete=False), problem) for e in grid]
 
     def kl_exact_at(e: float) -> float:
         try:
-            s = compare.linear_regression_moments(
-                data.x, data.y, data.prior_scale, data.noise_scale, e, args.batch_size)[1]
+            s = linear_regression_moments(data, problem.replace(lr=e)).covariance
         except ValueError:  # mean-square unstable: no stationary second moment
             return float("nan")
-        return langevin.kl_to_laplace(s, hessian, n)
+        return langevin.kl_to_laplace(s, problem)
 
     kl_exact = [kl_exact_at(float(e)) for e in grid]
     best = grid[int(np.nanargmin(kl_exact))]
@@ -112,10 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("KL(stationary || posterior)")
     ax.legend(fontsize=8)
-    fig2.tight_layout()
-    fig2.savefig(out / "kl_vs_lr.png", dpi=110)
-    plt.close(fig2)
-    print(f"wrote {fig}, {fig_m}, {out / 'kl_vs_lr.png'}, {out / 'summary.csv'}")
+    fig3 = save_figure(fig2, out / "kl_vs_lr.png")
+    print(f"wrote {fig}, {fig_m}, {fig3}, {out / 'summary.csv'}")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
 import matplotlib.pyplot as plt
 import pyro
 import pyro.distributions as dist
@@ -28,6 +27,7 @@ from bayesdepth.inference import SGLD, pyro_potential, sample
 from bayesdepth.inference import diagnostics as dg
 
 from bayesdepth.data import linear_regression
+from bayesdepth.plotting import save_figure
 
 
 def make_model(prior_scale: float, noise_scale: float, batch_size: int | None):
@@ -100,10 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.plot(grid.numpy(), pdf.numpy(), "k-", label="exact")
         ax.set_title(f"w[{i}]")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "marginals.png", dpi=90)
-    plt.close(fig)
-    written.append(out / "marginals.png")
+    written.append(save_figure(fig, out / "marginals.png"))
     print("wrote", ", ".join(str(p) for p in [*written, out / "summary.csv"]))
 
 

@@ -6,10 +6,11 @@ the gap ``tr S / tr S_SDE - 1`` to the SDE's stationary law halves with every do
 
 Part 2, Bayesian linear regression: a *single* small-batch SGD run (``SGD(noise_stats=True)``
 reports unbiased estimates of ``|grad L|^2`` and ``tr Cov(g_B)``) gives the noise-to-signal ratio
-``G/N``. Scaling ``(eta, B) -> (kappa eta, kappa B)`` leaves the SDE unchanged but multiplies
-``G/N`` by about kappa, and ``E_SGD[L] / E_SDE[L] = 1 + G/N``: the rule's error is predicted to be
-``kappa G/N``. The prediction is checked against the exact stationary moments of SGD on the
-regression at every kappa. Writes ``svag_gap.png``, ``scaling_rule.png``, ``noise_to_signal.png``.
+``G/N`` (docs/theory.md §3.4). Scaling ``(eta, B) -> (kappa eta, kappa B)`` leaves the SDE
+unchanged but multiplies ``G/N`` by about kappa, and ``E_SGD[L] / E_SDE[L] = 1 + G/N``: the
+rule's error is predicted to be ``kappa G/N``. The prediction is checked against the exact
+stationary moments of SGD on the regression at every kappa. Writes ``svag_gap.png``,
+``scaling_rule.png``, ``noise_to_signal.png``.
 
 Run: ``python examples/svag_scaling_rule.py [--quick] [--out runs/svag_scaling_rule]``.
 """
@@ -18,16 +19,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
 import matplotlib.pyplot as plt
 import torch
-from bayesdepth.inference import SGD, SVAG, compare, langevin
+from bayesdepth.inference import SGD, SVAG, SGDProblem, langevin, sample
+from bayesdepth.inference.plots import plot_noise_to_signal, plot_svag_gap
+from bayesdepth.inference.regression import linear_regression_moments
+from bayesdepth.inference.sgd_potentials import LinearRegressionPotential
 
 from bayesdepth.data import linear_regression
+from bayesdepth.plotting import save_figure
 
 F64 = torch.float64
 
@@ -65,10 +69,11 @@ def part1(out: Path, quick: bool) -> None:
     lr = 0.4
     ls = [1, 2, 4] if quick else [1, 2, 4, 8, 16]
     chains, steps = (200, 200) if quick else (2000, 1000)
-    sde = langevin.stationary_covariance(a, c, lr, 1, discrete=False)
+    problem = SGDProblem(a, c, lr=lr)
+    sde = langevin.stationary_covariance(problem, discrete=False)
     closed, sim, err = [], [], []
     for l in ls:
-        closed.append(float(torch.trace(langevin.svag_covariance(a, c, lr, 1, l))
+        closed.append(float(torch.trace(langevin.svag_covariance(problem, l))
                             / torch.trace(sde)) - 1)
         draws = run_svag(a, b, lr, l, chains, steps, seed=l)
         per = (draws**2).sum(-1).mean(1) / float(torch.trace(sde)) - 1
@@ -76,64 +81,53 @@ def part1(out: Path, quick: bool) -> None:
         err.append(float(per.std()) / math.sqrt(chains))
         print(f"l = {l:3d}: gap to SDE closed form {closed[-1]:.4f}, "
               f"SVAG chains {sim[-1]:.4f} +- {err[-1]:.4f}")
-    path = compare.plot_svag_gap(ls, closed, out / "svag_gap.png", simulated=sim, errors=err,
-                                 title=f"SVAG on a quadratic, lr={lr}")
+    path = plot_svag_gap(ls, closed, out / "svag_gap.png", simulated=sim, errors=err,
+                         title=f"SVAG on a quadratic, lr={lr}")
     print(f"wrote {path}")
 
 
 def part2(out: Path, quick: bool) -> None:
     data = linear_regression()
-    x, y, s0, s = data.x, data.y, data.prior_scale, data.noise_scale
+    x, s = data.x, data.noise_scale
     n = x.shape[0]
     lr, batch = 0.01, 1
-
-    def grad_fn(params, generator):
-        idx = torch.randint(n, (params.shape[0], batch), generator=generator)
-        r = (torch.einsum("kbd,kd->kb", x[idx], params) - y[idx]) / s**2
-        g = torch.einsum("kbd,kb->kd", x[idx], r) / batch + params / (n * s0**2)
-        return g, 0.5 * (r * r * s**2).mean(-1)
-
     steps = 1500 if quick else 6000
-    sampler, gen = SGD(lr, noise_stats=True), torch.Generator().manual_seed(0)
     chains = 8 if quick else 64
     start = data.posterior_mean + 5.0  # start far from the optimum: G/N falls as SGD converges
-    state = sampler.init(start.expand(chains, -1).clone())
-    sq, noise = [], []
-    for _ in range(steps):
-        state, info = sampler.step(state, grad_fn, gen)
-        sq.append(info["grad_sq"].mean())
-        noise.append(info["grad_noise"].mean())
-    sq, noise = torch.stack(sq), torch.stack(noise)
+    run = sample(LinearRegressionPotential(data, batch), SGD(lr, noise_stats=True),
+                 num_chains=chains, num_draws=steps, init=start.expand(chains, -1).clone(),
+                 seed=0)
+    sq, noise = run.stats["grad_sq"].mean(0), run.stats["grad_noise"].mean(0)
     window = 200
     smooth = torch.nn.functional.avg_pool1d
     ratio = (smooth(sq[None, None], window, 1) / smooth(noise[None, None], window, 1))[0, 0]
-    p1 = compare.plot_noise_to_signal(torch.arange(ratio.numel()) + window, ratio.clamp_min(1e-3),
-                                      out / "noise_to_signal.png",
-                                      title=f"G/N along SGD (lr={lr}, B={batch})")
+    p1 = plot_noise_to_signal(torch.arange(ratio.numel()) + window, ratio.clamp_min(1e-3),
+                              out / "noise_to_signal.png",
+                              title=f"G/N along SGD (lr={lr}, B={batch})")
     tail = steps // 2
     gn = float(sq[tail:].mean() / noise[tail:].mean())
     print(f"stationary G/N from one run (lr={lr}, B={batch}): {gn:.4f} -> the linear scaling "
           f"rule should hold while kappa << {1 / gn:.0f}")
     # exact stationary G/N: G = tr(A S A), N = tr E[Cov g_B(theta)] = tr(C_* + mean_n K_n S K_n) / B
-    _, s_sgd, _, a = compare.linear_regression_moments(x, y, s0, s, lr, batch)
+    problem = SGDProblem.from_linear_regression(data, lr=lr, batch_size=batch)
+    a, c_star = problem.hessian, problem.noise_cov  # at the optimum (the posterior mean)
+    s_sgd = linear_regression_moments(data, problem).covariance
     k = torch.einsum("ni,nj->nij", x, x) / s**2 - x.T @ x / (n * s**2)
-    res = x * ((x @ data.posterior_mean - y) / s**2)[:, None]
-    c_star = torch.cov(res.T, correction=0)
     noise_tr = float(torch.trace(c_star + torch.einsum("nij,jk,nkl->il", k, s_sgd, k) / n)) / batch
     print(f"exact stationary G/N from the closed-form moments: "
           f"{float(torch.trace(a @ s_sgd @ a)) / noise_tr:.4f}")
     # the SDE's law (same state-dependent noise) is invariant under the scaling rule
-    _, s_sde, _, hessian = compare.linear_regression_moments(x, y, s0, s, lr, batch,
-                                                             discrete=False)
-    e_sde = float(torch.trace(hessian @ s_sde))
+    s_sde = linear_regression_moments(data, problem, discrete=False).covariance
+    e_sde = float(torch.trace(a @ s_sde))
     kappas, measured = [], []
     for kappa in [1, 2, 4, 8, 16, 32, 64, 100]:
+        scaled = problem.replace(lr=kappa * lr, batch_size=kappa * batch)
         try:
-            sk = compare.linear_regression_moments(x, y, s0, s, kappa * lr, kappa * batch)[1]
+            sk = linear_regression_moments(data, scaled).covariance
         except ValueError:
             break
         kappas.append(kappa)
-        measured.append(float(torch.trace(hessian @ sk)) / e_sde - 1)
+        measured.append(float(torch.trace(a @ sk)) / e_sde - 1)
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.loglog(kappas, measured, "o-", label="exact: E_SGD[L] / E_SDE[L] - 1")
     ax.loglog(kappas, [k * gn for k in kappas], "k--", label="predicted: kappa G/N (one run)")
@@ -141,12 +135,10 @@ def part2(out: Path, quick: bool) -> None:
     ax.set_xlabel("scaling kappa: (lr, B) -> (kappa lr, kappa B)")
     ax.set_ylabel("relative error of the scaling rule")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "scaling_rule.png", dpi=110)
-    plt.close(fig)
+    p2 = save_figure(fig, out / "scaling_rule.png")
     for k, m in zip(kappas, measured):
         print(f"kappa = {k:3d}: exact error {m:.4f}, predicted kappa G/N = {k * gn:.4f}")
-    print(f"wrote {p1}, {out / 'scaling_rule.png'}")
+    print(f"wrote {p1}, {p2}")
 
 
 def main(argv: list[str] | None = None) -> None:

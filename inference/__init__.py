@@ -2,14 +2,19 @@
 
 - Samplers (one per module, pure ``init``/``step`` over a leading chain dimension): :class:`SGLD`,
   :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
-  step-size schedules :class:`Constant`, :class:`CyclicalCosine`.
+  step-size schedules :class:`Constant`, :class:`CyclicalCosine` (all in :mod:`.samplers`).
 - Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
   :func:`module_potential`) and the multi-chain runner :func:`sample` (checkpoints, resume,
   non-finite policies) returning :class:`Chains`.
-- Theory: :mod:`.langevin` and :mod:`.momentum` (closed-form stationary laws), :mod:`.sdes`
-  (SME1/SME2/underdamped/stochastic modified flow as torchsde SDEs), :mod:`.noise` (gradient-noise
-  statistics, tail index, alpha-stable noise), :mod:`.escape` (exit times), :mod:`.compare`
-  (SGD chains against predictions, figures).
+- Theory (docs/theory.md §0-§7), one idea per submodule: :mod:`.problem` (:class:`SGDProblem`,
+  the argument of every closed form), :mod:`.langevin` (overdamped stationary laws),
+  :mod:`.momentum` (phase space, underdamped, MSD, modified loss), :mod:`.regression` (exact
+  moments on linear regression), :mod:`.sdes` (SME1/SME2/underdamped/stochastic modified flow as
+  torchsde SDEs), :mod:`.noise` (gradient-noise statistics), :mod:`.heavy_tails` (alpha-stable
+  noise, tail index), :mod:`.escape` (exit times).
+- Checks against simulation: :mod:`.statistics` (chain covariances with standard errors, MSD),
+  :mod:`.sgd_potentials` (mean-loss potentials of the test problems), :mod:`.experiments`
+  (:func:`sgd_vs_prediction`, :func:`quadratic_vs_prediction`), :mod:`.plots` (figures).
 - ArviZ export and plots live in :mod:`.diagnostics` (imported on demand: it loads ArviZ).
 
 Ships as ``bayesdepth.inference``; it is not importable as a top-level ``inference``.
@@ -21,13 +26,39 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
         "use 'from bayesdepth import inference' instead of 'import inference'"
     )
 
-from . import compare, escape, langevin, momentum, noise, samplers, schedules, sdes
-from .compare import sgd_vs_prediction
+# Submodules are attributes (``bi.langevin.stationary_covariance``), not part of ``__all__``.
+from . import (  # noqa: F401
+    escape,
+    experiments,
+    heavy_tails,
+    langevin,
+    momentum,
+    noise,
+    plots,
+    problem,
+    regression,
+    samplers,
+    sdes,
+    sgd_potentials,
+    statistics,
+)
+from .experiments import SGDComparison, quadratic_vs_prediction, sgd_vs_prediction
 from .langevin import stationary_covariance
 from .potentials import Potential, module_potential, pyro_potential
+from .problem import SGDProblem
 from .runner import Chains, sample
-from .samplers import PSGLD, SGD, SGHMC, SGLD, SVAG, Sampler, SamplerState
-from .schedules import Constant, CyclicalCosine
+from .samplers import (
+    PSGLD,
+    SGD,
+    SGHMC,
+    SGLD,
+    SVAG,
+    Constant,
+    CyclicalCosine,
+    Sampler,
+    SamplerState,
+    Schedule,
+)
 
 __all__ = [
     "PSGLD",
@@ -39,19 +70,15 @@ __all__ = [
     "Constant",
     "CyclicalCosine",
     "Potential",
+    "SGDComparison",
+    "SGDProblem",
     "Sampler",
     "SamplerState",
-    "compare",
-    "escape",
-    "langevin",
+    "Schedule",
     "module_potential",
-    "momentum",
-    "noise",
     "pyro_potential",
+    "quadratic_vs_prediction",
     "sample",
-    "samplers",
-    "schedules",
-    "sdes",
     "sgd_vs_prediction",
     "stationary_covariance",
 ]

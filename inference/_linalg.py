@@ -1,8 +1,6 @@
-"""Validation and eigenbasis helpers shared by the Langevin closed forms (private).
+"""Validation of square, symmetric and positive (semi-)definite matrices, and their square roots.
 
-Every closed form of THEORY sections 1-3 is a Lyapunov (or Stein) equation whose coefficients are
-functions of one symmetric matrix. In the eigenbasis ``A = U diag(a) U^T`` they decouple into
-``d^2`` scalar (or 2x2) equations, so one ``eigh`` (O(d^3)) solves them in torch on any device.
+Private helpers of :mod:`.problem` and the closed forms (docs/theory.md §0).
 """
 
 from __future__ import annotations
@@ -13,12 +11,7 @@ import torch
 
 from bayesdepth._validation import check_tensor
 
-__all__ = ["as_float64", "check_square", "check_symmetric", "eig_basis", "sqrt_psd"]
-
-
-def as_float64(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float64 on its own device (closed forms are evaluated in double precision)."""
-    return x.to(torch.float64)
+__all__ = ["check_square", "check_symmetric", "sqrt_psd"]
 
 
 def check_square(name: str, value: Any, size: int | None = None) -> torch.Tensor:
@@ -36,12 +29,12 @@ def check_square(name: str, value: Any, size: int | None = None) -> torch.Tensor
 def check_symmetric(
     name: str, value: Any, size: int | None = None, psd: bool = True, pd: bool = False
 ) -> torch.Tensor:
-    """Return ``value`` in float64 after checking symmetry (and positive semi-definiteness).
+    """Return ``value`` in float64, symmetrised, after checking symmetry (and definiteness).
 
     Raises:
         ValueError: naming the largest asymmetry ``max |M - M^T|`` or the smallest eigenvalue.
     """
-    m = as_float64(check_square(name, value, size))
+    m = check_square(name, value, size).to(torch.float64)
     scale = float(m.abs().max()) if m.numel() else 0.0
     asym = float((m - m.T).abs().max()) if m.numel() else 0.0
     if asym > 1e-8 * max(scale, 1e-300):
@@ -58,11 +51,6 @@ def check_symmetric(
                 f"{name} must be positive semi-definite: smallest eigenvalue {lo:.6g} < 0"
             )
     return m
-
-
-def eig_basis(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (ascending) and orthonormal eigenvectors of the symmetric matrix ``a``."""
-    return torch.linalg.eigh(a)
 
 
 def sqrt_psd(m: torch.Tensor) -> torch.Tensor:

@@ -2,21 +2,19 @@
 
 Everything ArviZ-specific (``from_dict``, netCDF, ``summary``, R-hat, ESS, ``plot_*``) lives here,
 so moving to ArviZ 1.x touches one file. R-hat and ESS are ArviZ's (rank-normalised split R-hat and
-bulk/tail ESS of Vehtari et al. 2021); nothing is re-implemented. Plots use matplotlib's Agg
-backend and are written as PNG files.
+bulk/tail ESS of Vehtari et al. 2021); nothing is re-implemented. Plots are written as PNG files
+by :func:`bayesdepth.plotting.save_figure`; the matplotlib backend is never changed here (scripts
+and tests choose it, e.g. ``MPLBACKEND=Agg``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import arviz as az
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -101,13 +99,14 @@ def ess(
 
 
 def _save(axes: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Save the figure that holds ``axes`` (what an ArviZ plot returns) as PNG and close it."""
+    from bayesdepth.plotting import save_figure
+
     first = np.ravel(np.asarray(axes, dtype=object))[0]
-    fig = first.get_figure()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    with warnings.catch_warnings():
+        # ArviZ lays out its own grids (the pair plot's marginals): tight_layout cannot improve it
+        warnings.filterwarnings("ignore", "This figure includes Axes that are not compatible")
+        return save_figure(first.get_figure(), path)
 
 
 def plot_trace(idata: az.InferenceData, path: str | os.PathLike, var_names=None, **kw) -> Path:

@@ -1,6 +1,6 @@
 r"""Escape times: exact 1-D mean first-passage time, Kramers' rate, Levy exit-time law.
 
-THEORY section 6. For ``d theta = -L'(theta) dt + sqrt(2 D(theta)) dW`` with a reflecting (or
+docs/theory.md §6. For ``d theta = -L'(theta) dt + sqrt(2 D(theta)) dW`` with a reflecting (or
 infinitely far) lower boundary, the mean time to reach ``c`` from ``x0 < c`` is
 
 .. math:: \tau(x_0 \to c) = \int_{x_0}^{c} e^{\Phi(y)} \int_{lo}^{y}
@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
+import torch
 from scipy import integrate
 
 from bayesdepth._validation import check_positive
 
-__all__ = ["kramers_escape_time", "levy_exit_time", "mean_first_passage_time"]
+__all__ = [
+    "ExitTimeEstimate",
+    "censored_mean_exit_time",
+    "kramers_escape_time",
+    "levy_exit_time",
+    "mean_first_passage_time",
+]
 
 
 def mean_first_passage_time(
@@ -97,9 +105,10 @@ def levy_exit_time(alpha: float, scale: float, right: float, left: float) -> flo
     r"""Mean exit time of ``dX = -U' dt + eps dL^alpha`` from ``(-left, right)`` as eps -> 0.
 
     ``E tau ≈ alpha / (eps^alpha c_alpha (right^-alpha + left^-alpha))`` with
-    ``c_alpha = Gamma(1 + alpha) sin(pi alpha / 2) / pi`` (Imkeller & Pavlyukevich 2006), for
-    ``L`` with characteristic function ``exp(-|t|^alpha)`` (:func:`.noise.sample_symmetric_stable`).
-    Polynomial in ``1/eps`` and set by the basin's width, not its depth.
+    ``c_alpha = Gamma(1 + alpha) sin(pi alpha / 2) / pi`` (Imkeller & Pavlyukevich 2006;
+    docs/theory.md §6.6), for ``L`` with characteristic function ``exp(-|t|^alpha)``
+    (:func:`.heavy_tails.sample_symmetric_stable`). Polynomial in ``1/eps`` and set by the
+    basin's width, not its depth.
     """
     alpha = check_positive("alpha", alpha)
     if not 0 < alpha < 2:
@@ -109,3 +118,29 @@ def levy_exit_time(alpha: float, scale: float, right: float, left: float) -> flo
     b = check_positive("left", left)
     c_alpha = math.gamma(1 + alpha) * math.sin(math.pi * alpha / 2) / math.pi
     return alpha / (eps**alpha * c_alpha * (a**-alpha + b**-alpha))
+
+
+class ExitTimeEstimate(NamedTuple):
+    """What :func:`censored_mean_exit_time` returns."""
+
+    mean: float  #: maximum-likelihood mean exit time
+    standard_error: float  #: ``mean / sqrt(exits)``
+
+
+def censored_mean_exit_time(exit_time: torch.Tensor, horizon: float) -> ExitTimeEstimate:
+    r"""Mean exit time and its standard error when some chains had not exited by ``horizon``.
+
+    Exponential maximum likelihood with right censoring (docs/theory.md §6.7):
+    ``(sum of observed times + horizon * censored) / exits``, standard error
+    ``mean / sqrt(exits)``. ``exit_time`` holds ``inf`` for the chains that never exited (as
+    :func:`.heavy_tails.simulate_levy_sde` reports them).
+    """
+    horizon = check_positive("horizon", horizon)
+    t = exit_time.reshape(-1)
+    done = torch.isfinite(t)
+    exits = int(done.sum())
+    if exits == 0:
+        raise ValueError(f"no chain exited before horizon {horizon}")
+    total = float(t[done].sum()) + horizon * int((~done).sum())
+    mean = total / exits
+    return ExitTimeEstimate(mean, mean / math.sqrt(exits))

@@ -1,6 +1,6 @@
 r"""Potentials ``U(params, batch) -> (value per chain, aux)`` for the samplers.
 
-The potential is the negative log joint density (THEORY section 5)
+The potential is the negative log joint density (docs/theory.md §5.1)
 
 .. math::
 
@@ -127,7 +127,7 @@ class Potential:
         return grad_fn
 
 
-def _subsample_indices(size: int, batch: int, num: int, generator, device) -> torch.Tensor:
+def subsample_indices(size: int, batch: int, num: int, generator, device) -> torch.Tensor:
     """``num`` rows of ``batch`` distinct indices out of ``size`` (fresh, iid across calls)."""
     if batch >= size:
         return torch.arange(size, device=device).expand(num, size)
@@ -262,7 +262,7 @@ class PyroPotential(Potential):
     def sample_batch(self, num_chains: int, generator: torch.Generator | None) -> Any:
         """One set of subsample indices per subsampled plate, shared by all chains."""
         batch = {
-            name: _subsample_indices(size, b, 1, generator, self._device)[0]
+            name: subsample_indices(size, b, 1, generator, self._device)[0]
             for name, (size, b) in self.plates.items()
             if b < size
         }
@@ -404,7 +404,7 @@ class ModulePotential(Potential):
         """Independent minibatch indices per chain, shape (chains, B); None for full batches."""
         if self.batch_size >= self.num_data:
             return None
-        return _subsample_indices(
+        return subsample_indices(
             self.num_data, self.batch_size, num_chains, generator, self.device
         )
 

@@ -33,7 +33,7 @@ from bayesdepth._validation import check_choice, check_positive_int
 from .potentials import Potential
 from .samplers._tree import chain_where, check_params
 from .samplers.base import Sampler, SamplerState
-from .schedules import Schedule
+from .samplers.schedules import Schedule
 
 __all__ = ["Chains", "sample"]
 

@@ -1,12 +1,14 @@
-r"""torchsde models of SGD built from a loss over a data set (THEORY sections 2 and 4).
+r"""torchsde models of SGD built from a loss over a data set (docs/theory.md §2.2 and §4).
 
 The loss is given per example: ``per_example_loss(theta) -> (M, N)`` for parameters ``theta`` of
-shape (M, d) and N data points (prior folded in, THEORY section 0), so ``f = mean_n l_n``. Time is
-``t = k eta`` (one SGD step = ``eta`` units).
+shape (M, d) and N data points (prior folded in, docs/theory.md §0), so ``f = mean_n l_n``. Time
+is ``t = k eta`` (one SGD step = ``eta`` units).
 
-The gradient noise ``Sigma = C / B`` is never square-rooted: with one Brownian motion per data
-point the diffusion is ``sqrt(eta / (B N)) sum_n (grad f - grad l_n) dW^n``, whose covariance is
-exactly ``eta C / B`` (population C), and its product with a noise increment ``v`` is the single
+The gradient noise ``Sigma = Cov g_B = phi C`` (``phi`` the minibatch factor of
+:func:`~.problem.minibatch_noise_factor`: ``1/B`` for iid batches) is never square-rooted: with one
+Brownian motion per data point the diffusion is ``sqrt(eta phi / N) sum_n (grad f - grad l_n)
+dW^n``, whose covariance is exactly ``eta phi C`` (population C), and its product with a noise
+increment ``v`` is the single
 vector-Jacobian product ``grad_theta sum_n v_n (f - l_n)`` (``g_prod``; torchsde ``noise_type=
 "general"``, method ``"euler"``). The SDE objects therefore need an explicit Brownian motion of
 size (batch, N); :meth:`_LossSDE.brownian` builds a seeded one and :func:`simulate` does it all.
@@ -30,6 +32,8 @@ import torchsde
 
 from bayesdepth._validation import check_positive, check_positive_int, check_tensor
 
+from .problem import check_momentum, minibatch_noise_factor
+
 __all__ = ["SME", "StochasticModifiedFlow", "UnderdampedSDE", "simulate"]
 
 PerExampleLoss = Callable[[torch.Tensor], torch.Tensor]
@@ -45,7 +49,7 @@ class _LossSDE(torch.nn.Module):
         num_data: int,
         lr: float,
         batch_size: int = 1,
-        without_replacement: bool = False,
+        replacement: bool = True,
     ) -> None:
         super().__init__()
         if not callable(per_example_loss):
@@ -54,14 +58,8 @@ class _LossSDE(torch.nn.Module):
         self.num_data = check_positive_int("num_data", num_data, minimum=2)
         self.lr = check_positive("lr", lr)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        factor = 1.0
-        if without_replacement:
-            if self.batch_size > self.num_data:
-                raise ValueError(
-                    f"batch_size = {batch_size} exceeds num_data = {num_data} without replacement"
-                )
-            factor = (self.num_data - self.batch_size) / (self.num_data - 1)
-        self.noise_scale = math.sqrt(self.lr * factor / (self.batch_size * self.num_data))
+        factor = minibatch_noise_factor(self.batch_size, self.num_data, replacement)
+        self.noise_scale = math.sqrt(self.lr * factor / self.num_data)
 
     @property
     def brownian_size(self) -> int:
@@ -109,15 +107,16 @@ class _LossSDE(torch.nn.Module):
 class SME(_LossSDE):
     r"""Stochastic modified equation of SGD, order 1 or 2 (Li, Tai, E 2017/2019).
 
-    ``dX = -grad(f + [order == 2] (eta/4)|grad f|^2) dt + sqrt(eta / (B N)) sum_n (grad f -
-    grad l_n) dW^n``; the state is (batch, d), one independent path per row.
+    ``dX = -grad(f + [order == 2] (eta/4)|grad f|^2) dt + sqrt(eta phi / N) sum_n (grad f -
+    grad l_n) dW^n`` (docs/theory.md §4.1); the state is (batch, d), one independent path per row.
 
     Args:
         per_example_loss: ``theta (M, d) -> (M, N)`` per-example losses.
         num_data: N.
         lr: learning rate ``eta``.
-        batch_size: B (batches iid with replacement, or without if ``without_replacement``).
+        batch_size: B.
         order: 1 or 2.
+        replacement: iid batches (default) or batches without replacement (sets ``phi``).
     """
 
     def __init__(
@@ -127,9 +126,9 @@ class SME(_LossSDE):
         lr: float,
         batch_size: int = 1,
         order: int = 1,
-        without_replacement: bool = False,
+        replacement: bool = True,
     ) -> None:
-        super().__init__(per_example_loss, num_data, lr, batch_size, without_replacement)
+        super().__init__(per_example_loss, num_data, lr, batch_size, replacement)
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
         self.order = order
@@ -152,7 +151,7 @@ class StochasticModifiedFlow(_LossSDE):
     driven by the *same* N Brownian motions, so ``E[phi(X_t(x), X_t(y))]`` approximates SGD run
     from x and y on the same batches to O(eta^2):
     ``dX(x) = -grad(f + (eta/4)|grad f|^2)(X(x)) dt
-    + sqrt(eta/(B N)) sum_n (grad f - grad l_n)(X(x)) dW^n``.
+    + sqrt(eta phi / N) sum_n (grad f - grad l_n)(X(x)) dW^n`` (docs/theory.md §4.3).
     """
 
     def __init__(
@@ -162,9 +161,9 @@ class StochasticModifiedFlow(_LossSDE):
         lr: float,
         batch_size: int = 1,
         num_points: int = 2,
-        without_replacement: bool = False,
+        replacement: bool = True,
     ) -> None:
-        super().__init__(per_example_loss, num_data, lr, batch_size, without_replacement)
+        super().__init__(per_example_loss, num_data, lr, batch_size, replacement)
         self.num_points = check_positive_int("num_points", num_points)
 
     def _split(self, y):
@@ -192,8 +191,8 @@ class UnderdampedSDE(_LossSDE):
 
     State ``(theta, u)`` of shape (batch, 2d), ``u = theta'``, time ``t = k eta``; mass
     ``m = eta (1 + beta) / 2``, friction ``gamma = 1 - beta``:
-    ``d theta = u dt``, ``du = [-(gamma u + grad f + lambda theta) dt + sqrt(eta/(B N)) sum_n
-    (grad f - grad l_n) dW^n] / m``. Its stationary law is
+    ``d theta = u dt``, ``du = [-(gamma u + grad f + lambda theta) dt + sqrt(eta phi / N) sum_n
+    (grad f - grad l_n) dW^n] / m`` (docs/theory.md §4.4). Its stationary law is
     :func:`bayesdepth.inference.momentum.underdamped_covariance`.
     """
 
@@ -205,12 +204,10 @@ class UnderdampedSDE(_LossSDE):
         batch_size: int = 1,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
-        without_replacement: bool = False,
+        replacement: bool = True,
     ) -> None:
-        super().__init__(per_example_loss, num_data, lr, batch_size, without_replacement)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        super().__init__(per_example_loss, num_data, lr, batch_size, replacement)
+        self.momentum = check_momentum(momentum)
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         self.mass = self.lr * (1 + self.momentum) / 2
         self.friction = 1 - self.momentum

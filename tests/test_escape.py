@@ -1,10 +1,10 @@
-"""Escape times (THEORY section 6): quadrature against exact cases, Kramers and simulation."""
+"""Escape times (docs/theory.md §6): quadrature against exact cases, Kramers and simulation."""
 
 import math
 
 import pytest
 import torch
-from bayesdepth.inference import escape, noise
+from bayesdepth.inference import escape, heavy_tails
 
 F64 = torch.float64
 
@@ -79,9 +79,9 @@ def test_levy_exit_time_law():
     means = []
     for eps, dt in ((0.1, 0.02), (0.05, 0.05)):
         gen = torch.Generator().manual_seed(1)
-        out = noise.simulate_levy_sde(lambda x: -x, torch.zeros(1000, dtype=F64), alpha, eps, dt,
-                                      20_000, generator=gen, interval=(-1.0, 1.0))
-        mean, se = noise.censored_mean_exit_time(out.exit_time, 20_000 * dt)
+        out = heavy_tails.simulate_levy_sde(lambda x: -x, torch.zeros(1000, dtype=F64), alpha,
+                                            eps, dt, 20_000, generator=gen, interval=(-1.0, 1.0))
+        mean, se = escape.censored_mean_exit_time(out.exit_time, 20_000 * dt)
         means.append(mean)
         law = escape.levy_exit_time(alpha, eps, 1.0, 1.0)
         # asymptotic in eps -> 0: the leading term is within ~10% at eps = 0.1
@@ -100,3 +100,18 @@ def test_levy_law_shape_and_bad_inputs():
         escape.mean_first_passage_time(double_well, -1.0, 0.5, lambda x: 1.0)
     with pytest.raises(ValueError, match="alpha must lie in"):
         escape.levy_exit_time(2.0, 0.1, 1.0, 1.0)
+
+
+def test_censored_mean_exit_time_on_exponential_times():
+    gen = torch.Generator().manual_seed(2)
+    mean, horizon, n = 3.0, 4.0, 20_000
+    t = -mean * torch.log1p(-torch.rand(n, generator=gen, dtype=F64))
+    censored = torch.where(t > horizon, torch.full_like(t, math.inf), t)
+    assert float(torch.isinf(censored).float().mean()) > 0.2  # censoring matters here
+    est = escape.censored_mean_exit_time(censored, horizon)
+    assert abs(est.mean - mean) < 3 * est.standard_error
+    naive = float(censored[torch.isfinite(censored)].mean())  # ignoring the censored chains
+    assert abs(naive - mean) > 10 * est.standard_error
+    with pytest.raises(ValueError, match=r"no chain exited before horizon 1\.0"):
+        escape.censored_mean_exit_time(torch.full((3,), math.inf), 1.0)
+

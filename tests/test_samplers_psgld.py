@@ -1,4 +1,4 @@
-"""pSGLD: frozen-preconditioner stationary variances and the RMSprop update (THEORY 5)."""
+"""pSGLD: frozen-preconditioner stationary variances, the RMSprop update (docs/theory.md §5.4)."""
 
 import pytest
 import torch

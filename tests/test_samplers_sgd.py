@@ -1,4 +1,4 @@
-"""Constant SGD, SGD with momentum and weight decay: torch.optim.SGD parity, THEORY sections 1-2."""
+"""SGD, with momentum and weight decay: torch.optim.SGD parity, docs/theory.md §1.2 and §2.1."""
 
 import pytest
 import scipy.linalg

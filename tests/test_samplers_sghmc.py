@@ -1,4 +1,4 @@
-"""SGHMC (velocity form) with injected gradient noise and the beta-hat correction (THEORY 5)."""
+"""SGHMC (velocity form) with gradient noise and the beta-hat correction (docs/theory.md §5.3)."""
 
 import pytest
 import torch

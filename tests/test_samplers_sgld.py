@@ -1,4 +1,4 @@
-"""SGLD against the closed forms of THEORY section 5 (conjugate Bayesian linear regression)."""
+"""SGLD against the closed forms of docs/theory.md §5.2 (conjugate Bayesian linear regression)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""SVAG on the quadratic problem Q: exact discrete law and the approach to the SDE (THEORY 3)."""
+"""SVAG on problem Q: the exact discrete law and the approach to the SDE (docs/theory.md §3)."""
 
 import math
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from bayesdepth.inference import SGD, SGLD, Constant, CyclicalCosine, Potential, sample
-from bayesdepth.inference.schedules import as_schedule
+from bayesdepth.inference.samplers.schedules import as_schedule
 
 
 class GaussianPotential(Potential):

@@ -1,11 +1,12 @@
-"""torchsde models of SGD (THEORY sections 2 and 4): coefficients, weak orders, simulation."""
+"""torchsde models of SGD (docs/theory.md §2.2, §4): coefficients, weak orders, simulation."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
-from bayesdepth.inference import compare, momentum, sdes
+from bayesdepth.inference import SGDProblem, momentum, sdes
+from bayesdepth.inference.statistics import chain_covariance
 
 F64 = torch.float64
 T = 1.0
@@ -111,8 +112,8 @@ def q_problem():
 def test_diffusion_covariance_is_eta_sigma_without_square_root():
     A, b, C = q_problem()
     eta, B = 0.3, 2
-    for wr, factor in ((False, 1.0), (True, (4 - B) / 3)):
-        sde = sdes.SME(q_losses(A, b), 4, eta, B, without_replacement=wr)
+    for replacement, factor in ((True, 1.0), (False, (4 - B) / 3)):
+        sde = sdes.SME(q_losses(A, b), 4, eta, B, replacement=replacement)
         theta = torch.tensor([[0.3, -0.2]], dtype=F64)
         cols = torch.cat([sde.g_prod(0.0, theta, torch.eye(4, dtype=F64)[n:n + 1])
                           for n in range(4)])
@@ -137,8 +138,8 @@ def test_underdamped_sde_stationary_covariance():
     ts = torch.cat([torch.tensor([0.0]), torch.linspace(10.0, 26.0, 17)]).to(F64)
     ys = sdes.simulate(sde, y0, ts, dt=0.005, seed=1)
     draws = ys[1:, :, :2].transpose(0, 1)
-    emp, se = compare.chain_covariance(draws, mean=torch.zeros(2, dtype=F64))
-    pred = momentum.underdamped_covariance(A, C, eta, 1, momentum=beta)[:2, :2]
+    emp, se = chain_covariance(draws, mean=torch.zeros(2, dtype=F64))
+    pred = momentum.underdamped_covariance(SGDProblem(A, C, lr=eta, momentum=beta))[:2, :2]
     # Euler with step dt on a system with mass eta (1+beta)/2: bias about dt / mass relative
     assert float(((emp - pred).abs() / (3 * se + 0.06 * pred.abs().max())).max()) < 1
 
@@ -153,4 +154,4 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="momentum"):
         sdes.UnderdampedSDE(q_losses(A, b), 4, 0.1, momentum=1.0)
     with pytest.raises(ValueError, match="exceeds num_data"):
-        sdes.SME(q_losses(A, b), 4, 0.1, batch_size=5, without_replacement=True)
+        sdes.SME(q_losses(A, b), 4, 0.1, batch_size=5, replacement=False)

@@ -1,11 +1,14 @@
 """SG-MCMC and SGD samplers: one algorithm per module, pure init/step over a chain dimension.
 
 See :mod:`.base` for the protocol (parameters with a leading chain dimension, ``grad_fn(params,
-generator) -> (grad, potential)``, ``step(state, grad_fn, generator) -> (state, info)``).
+generator) -> (grad, potential)``, ``step(state, grad_fn, generator) -> (state, info)``) and
+:mod:`.schedules` for step-size and temperature schedules. This package imports nothing from its
+parent ``bayesdepth.inference``.
 """
 
 from .base import GradFn, Sampler, SamplerState
 from .psgld import PSGLD, PSGLDState
+from .schedules import Constant, CyclicalCosine, Schedule
 from .sgd import SGD, SGDState
 from .sghmc import SGHMC, SGHMCState
 from .sgld import SGLD
@@ -17,10 +20,13 @@ __all__ = [
     "SGHMC",
     "SGLD",
     "SVAG",
+    "Constant",
+    "CyclicalCosine",
     "GradFn",
     "PSGLDState",
     "SGDState",
     "SGHMCState",
     "Sampler",
     "SamplerState",
+    "Schedule",
 ]

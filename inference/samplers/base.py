@@ -18,10 +18,10 @@ simply calls ``grad_fn`` twice; a deterministic (full-batch) ``grad_fn`` may ign
 What the gradient is the gradient *of* is up to the caller:
 
 - SG-MCMC samplers (SGLD, SGHMC, pSGLD) target ``pi_T ∝ exp(-U / T)`` and need ``grad U`` with
-  ``U(theta) = -log p(theta) - (N / B) sum_{i in batch} log p(x_i | theta)`` (THEORY section 5);
+  ``U(theta) = -log p(theta) - (N / B) sum_{i in batch} log p(x_i | theta)`` (docs/theory.md §5.1);
   :func:`bayesdepth.inference.sample` builds such a ``grad_fn`` from a potential.
 - SGD-type samplers (SGD, SVAG) apply ``lr`` to whatever gradient ``grad_fn`` returns; with the
-  mean loss ``L = U / N`` of THEORY sections 1-3, ``lr`` is the usual learning rate ``eta``.
+  mean loss ``L = U / N`` of docs/theory.md §1-§3, ``lr`` is the usual learning rate ``eta``.
 
 **Step.** ``sampler.step(state, grad_fn, generator) -> (state, info)``; ``info`` is a dict with at
 least ``"potential"`` and ``"grad_norm"`` (tensors of shape ``(chains,)``), ``"lr"`` and
@@ -29,9 +29,9 @@ least ``"potential"`` and ``"grad_norm"`` (tensors of shape ``(chains,)``), ``"l
 Injected noise is drawn from ``generator`` *after* the gradient calls, in dict order.
 
 **Schedules.** ``lr`` and ``temperature`` accept a number or a
-:class:`~bayesdepth.inference.schedules.Schedule` evaluated at ``state.step``. When the ``lr``
-schedule reports ``exploring(step)`` (cyclical SG-MCMC), noise-injecting samplers drop their noise
-for that step.
+:class:`~bayesdepth.inference.samplers.schedules.Schedule` evaluated at ``state.step``. When the
+``lr`` schedule reports ``exploring(step)`` (cyclical SG-MCMC), noise-injecting samplers drop
+their noise for that step.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from typing import Any
 
 import torch
 
-from ..schedules import Schedule, as_schedule
 from ._tree import Params, chain_sq_norm, check_params
+from .schedules import Schedule, as_schedule
 
 __all__ = ["GradFn", "Sampler", "SamplerState"]
 

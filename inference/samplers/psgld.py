@@ -11,7 +11,7 @@ with :math:`\bar g = \nabla\hat U(\theta)` (the minibatch potential's gradient),
 :math:`\epsilon` (``lr``), decay :math:`a` (``alpha``, 0.99) and :math:`\lambda` (``eps``, 1e-5).
 The :math:`\Gamma(\theta)` correction term is dropped, as in the paper's experiments. With a
 frozen preconditioner (``adapt=False``) on a Gaussian target of precisions :math:`p_i` the exact
-stationary variances are :math:`1 / (p_i (1 - \epsilon g_i p_i / 4))` (THEORY section 5).
+stationary variances are :math:`1 / (p_i (1 - \epsilon g_i p_i / 4))` (docs/theory.md §5.4).
 
 Reference: C. Li, C. Chen, D. Carlson, L. Carin, "Preconditioned stochastic gradient Langevin
 dynamics for deep neural networks", AAAI 2016.
@@ -27,9 +27,9 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
 from ._tree import Params, randn_like, tree_map
 from .base import GradFn, Sampler, SamplerState
+from .schedules import Schedule
 
 __all__ = ["PSGLD", "PSGLDState"]
 

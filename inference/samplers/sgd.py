@@ -12,14 +12,14 @@ every chain at once:
 
 with learning rate :math:`\eta` (``lr``), momentum :math:`\beta`, dampening :math:`\tau` and weight
 decay :math:`\lambda`. No noise is injected: the minibatch gradient noise is the only source of
-randomness, and the iterates' stationary law is what THEORY sections 1-3 describe (Mandt, Hoffman,
+randomness, and the iterates' stationary law is what docs/theory.md §1-§3 describe (Mandt, Hoffman,
 Blei, "Stochastic gradient descent as approximate Bayesian inference", JMLR 2017; Kunin et al.,
 "Rethinking the limiting dynamics of SGD", 2021).
 
 With ``noise_stats=True`` every step also draws a *second*, independent batch at the same
 parameters (one extra ``grad_fn`` call, not used for the update) and reports
 ``info["grad_noise"] = |g_1 - g_2|^2 / 2`` per chain, an unbiased estimate of ``tr Cov(g_B)``, and
-``info["grad_sq"] = g_1 . g_2``, an unbiased estimate of ``|grad L|^2`` (THEORY section 3).
+``info["grad_sq"] = g_1 . g_2``, an unbiased estimate of ``|grad L|^2`` (docs/theory.md §3.4).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
 from ._tree import Params, leaves, tree_map
 from .base import GradFn, Sampler, SamplerState
+from .schedules import Schedule
 
 __all__ = ["SGD", "SGDState"]
 

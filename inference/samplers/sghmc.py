@@ -11,7 +11,7 @@ with learning rate :math:`\eta` (``lr``), friction :math:`\alpha` (``friction``)
 gradient noise of :math:`\nabla\hat U`. The correction :math:`\hat\beta` removes the part of
 the injected noise that the gradient noise already supplies (its variance on :math:`v` is
 :math:`\eta^2\hat V = 2\eta\hat\beta`), so it needs :math:`\eta\hat V \le 2\alpha T`; at
-``T = 1`` this is THEORY section 5's rule. SGD with momentum ``beta`` plus noise
+``T = 1`` this is the rule of docs/theory.md §5.3. SGD with momentum ``beta`` plus noise
 :math:`\sqrt{2(1-\beta)\eta T}\,\xi` is SGHMC with :math:`\alpha = 1 - \beta`.
 
 Reference: T. Chen, E. B. Fox, C. Guestrin, "Stochastic gradient Hamiltonian Monte Carlo",
@@ -28,9 +28,9 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
 from ._tree import Params, randn_like, tree_map
 from .base import GradFn, Sampler, SamplerState
+from .schedules import Schedule
 
 __all__ = ["SGHMC", "SGHMCState"]
 

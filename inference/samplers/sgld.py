@@ -9,7 +9,7 @@ with step size :math:`\epsilon` (``lr``), temperature :math:`T` and the minibatc
 :math:`\hat U = -\log p(\theta) - (N/B)\sum_{i \in B}\log p(x_i\mid\theta)`. The chain targets
 :math:`\pi_T \propto e^{-U/T}` as :math:`\epsilon \to 0`; on a Gaussian target with precision
 :math:`P` and full batches its exact stationary covariance is
-:math:`T P^{-1}(I - \epsilon P/4)^{-1}` (THEORY section 5). In the mean-loss convention
+:math:`T P^{-1}(I - \epsilon P/4)^{-1}` (docs/theory.md §5.2). In the mean-loss convention
 (:math:`L = U/N`) this is :math:`\theta \leftarrow \theta - \eta\nabla L + \sqrt{2\eta T/N}\,\xi`
 with :math:`\epsilon = 2\eta/N`.
 
@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from ..schedules import Schedule
 from ._tree import randn_like, tree_map
 from .base import GradFn, Sampler, SamplerState
+from .schedules import Schedule
 
 __all__ = ["SGLD"]
 

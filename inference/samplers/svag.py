@@ -15,7 +15,7 @@ weakly (order 1 in :math:`1/l`) to the Ito SDE :math:`dX = -\nabla L\,dt + (\eta
 with :math:`t = k\eta/l`. ``l = 1`` is plain SGD (the second batch gets weight 0).
 
 Reference: Z. Li, S. Malladi, S. Arora, "On the validity of modeling SGD with stochastic
-differential equations (SDEs)", NeurIPS 2021. THEORY section 3.
+differential equations (SDEs)", NeurIPS 2021; docs/theory.md §3.2.
 
 ``info`` always carries the gradient-noise statistics of the two batches:
 ``grad_noise = |g_1 - g_2|^2 / 2`` (unbiased for ``tr Cov(g_B)``) and ``grad_sq = g_1 . g_2``
@@ -31,9 +31,9 @@ import torch
 
 from bayesdepth._validation import check_positive
 
-from ..schedules import Schedule
 from ._tree import tree_map
 from .base import GradFn, Sampler, SamplerState
+from .schedules import Schedule
 from .sgd import noise_statistics
 
 __all__ = ["SVAG"]

@@ -1,0 +1,135 @@
+r"""Heavy-tailed (symmetric alpha-stable) noise: sampling, the tail index, Levy-driven SDEs.
+
+docs/theory.md §6: Simsekli, Sagun, Gurbuzbalaban (ICML 2019) model SGD's gradient noise as
+alpha-stable; :func:`sample_symmetric_stable` draws it (Chambers–Mallows–Stuck), :func:`tail_index`
+estimates alpha (Mohammadi et al. 2015), :func:`simulate_levy_sde` runs
+``dX = drift dt + scale dL^alpha`` with exit times (for :mod:`.escape`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from bayesdepth._validation import check_positive, check_positive_int, check_tensor
+
+__all__ = ["LevyPath", "sample_symmetric_stable", "simulate_levy_sde", "tail_index"]
+
+
+def tail_index(samples: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
+    r"""Tail index ``alpha`` of symmetric alpha-stable samples (docs/theory.md §6.5).
+
+    The last dimension holds K = K1 K2 samples (extra leading ones are truncated); blocks of size
+    K1 are summed, ``Y_i = sum_{j in block i} X_j``, and
+
+    .. math:: \frac{1}{\hat\alpha} = \frac{1}{\ln K_1}\Big[\frac{1}{K_2}\sum_i \ln|Y_i|
+              - \frac{1}{K}\sum_j \ln|X_j|\Big],
+
+    the estimator of Mohammadi, Mohammadpour, Ogata (2015) as used by Simsekli, Sagun,
+    Gurbuzbalaban (ICML 2019) on gradient noise. ``block_size``
+    defaults to ``floor(sqrt(K))``. Returns the estimate for every leading index.
+    """
+    check_tensor("samples", samples, floating=True)
+    k = samples.shape[-1]
+    k1 = math.isqrt(k) if block_size is None else check_positive_int("block_size", block_size, 2)
+    k2 = k // k1
+    if k2 < 1 or k1 < 2:
+        raise ValueError(f"need at least 2 samples per block and one block, got K = {k}")
+    x = samples[..., : k1 * k2]
+    y = x.reshape(*x.shape[:-1], k2, k1).sum(-1)
+    inv = (y.abs().log().mean(-1) - x.abs().log().mean(-1)) / math.log(k1)
+    return 1.0 / inv
+
+
+def sample_symmetric_stable(
+    alpha: float,
+    shape: Sequence[int],
+    *,
+    scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Symmetric alpha-stable draws by Chambers–Mallows–Stuck (1976).
+
+    ``V ~ U(-pi/2, pi/2)``, ``W ~ Exp(1)``:
+    ``X = sin(alpha V) / cos(V)^{1/alpha} * (cos((1 - alpha) V) / W)^{(1 - alpha)/alpha}``,
+    with characteristic function ``E exp(i t X) = exp(-|scale t|^alpha)`` (alpha = 2: N(0, 2
+    scale^2); alpha = 1: Cauchy).
+    """
+    alpha = check_positive("alpha", alpha)
+    if alpha > 2:
+        raise ValueError(f"alpha must lie in (0, 2], got {alpha!r}")
+    scale = check_positive("scale", scale)
+    shape = tuple(shape)
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    v = math.pi * (u - 0.5)
+    w = -torch.log1p(-torch.rand(shape, generator=generator, dtype=dtype, device=device))
+    x = torch.sin(alpha * v) / torch.cos(v).pow(1 / alpha)
+    x = x * (torch.cos((1 - alpha) * v) / w).pow((1 - alpha) / alpha)
+    return scale * x
+
+
+class LevyPath(NamedTuple):
+    """Result of :func:`simulate_levy_sde`: final states and exit times (inf: never exited)."""
+
+    x: torch.Tensor
+    exit_time: torch.Tensor | None
+
+
+def simulate_levy_sde(
+    drift: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    alpha: float,
+    scale: float,
+    dt: float,
+    num_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    interval: tuple[float, float] | None = None,
+) -> LevyPath:
+    r"""Euler scheme for ``dX = drift(X) dt + scale dL^alpha`` (L symmetric alpha-stable Levy).
+
+    ``X_{k+1} = X_k + drift(X_k) dt + scale dt^{1/alpha} S_k`` with ``S_k`` from
+    :func:`sample_symmetric_stable`, vectorised over every entry of ``x0`` (independent chains).
+    With ``interval = (lo, hi)`` a chain stops at its first step outside (lo, hi) and its exit
+    time ``(k + 1) dt`` is recorded (Imkeller & Pavlyukevich; Simsekli et al. 2019;
+    docs/theory.md §6.6); chains still inside after ``num_steps`` keep ``inf`` (use
+    :func:`.escape.censored_mean_exit_time`). Noise is drawn in chunks of 256 steps, so the same
+    generator gives the same path for any ``num_steps``.
+    """
+    check_tensor("x0", x0, floating=True)
+    dt = check_positive("dt", dt)
+    num_steps = check_positive_int("num_steps", num_steps)
+    x = x0.clone()
+    jump = scale * dt ** (1 / alpha)
+    alive = exit_time = None
+    if interval is not None:
+        lo, hi = interval
+        if not lo < hi:
+            raise ValueError(f"interval must satisfy lo < hi, got {interval}")
+        alive = torch.ones_like(x, dtype=torch.bool)
+        exit_time = torch.full_like(x, math.inf)
+    chunk = 256
+    k = 0
+    while k < num_steps:
+        n = min(chunk, num_steps - k)
+        noise = jump * sample_symmetric_stable(
+            alpha, (n, *x.shape), generator=generator, dtype=x.dtype, device=x.device
+        )
+        for i in range(n):
+            step = drift(x) * dt + noise[i]
+            if alive is None:
+                x = x + step
+                continue
+            x = torch.where(alive, x + step, x)
+            out = alive & ((x <= lo) | (x >= hi))
+            exit_time = torch.where(out, torch.full_like(x, (k + i + 1) * dt), exit_time)
+            alive = alive & ~out
+        k += n
+        if alive is not None and not bool(alive.any()):
+            break
+    return LevyPath(x=x, exit_time=exit_time)
