@@ -1,6 +1,7 @@
 """A Bayesian multilayer perceptron: the finite-depth baseline for the continuous-depth models.
 
-Every weight and bias has an independent ``Normal(0, prior_scale)`` prior (a Pyro ``PyroSample``
+Every weight and bias has an independent ``Normal(0, prior_scale)`` prior (docs/theory.md §10.4;
+a Pyro ``PyroSample``
 site named after the parameter, e.g. ``layers.0.weight``), so the model works with any Pyro guide
 and with the SG-MCMC samplers of ``bayesdepth.inference``. Its own ``guide`` is a mean-field
 ``AutoNormal`` (created at construction, so it is saved, loaded and moved with the model).

@@ -6,7 +6,7 @@
   ``sum_k 1/2 |u_k|^2 dt_k`` in place of the log-density ratio (docs/theory.md §8).
 - :func:`make_elbo`: the ELBO for an estimator name (``"stl"``, ``"reparam"``, ``"kl"``).
 
-**Sticking the landing** (docs/theory.md §9). Roeder, Wu, Duvenaud, "Sticking the Landing:
+**Sticking the landing** (docs/theory.md §9.1-§9.3). Roeder, Wu, Duvenaud, "Sticking the Landing:
 Simple, Lower-Variance Gradient Estimators for Variational Inference" (NeurIPS 2017).
 
 With a reparameterised guide sample ``z = z(phi, eps)`` the total derivative of the ELBO splits as

@@ -1,7 +1,7 @@
 """Predictive metrics: accuracy, negative log-likelihood, expected calibration error, RMSE.
 
 Classification metrics take *class probabilities* averaged over posterior samples
-(``p(y | x) = E_w p(y | x, w)``), never averaged logits.
+(``p(y | x) = E_w p(y | x, w)``), never averaged logits (docs/theory.md §11.4-§11.5).
 """
 
 from __future__ import annotations

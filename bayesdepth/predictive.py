@@ -5,7 +5,7 @@ observation noise, ``Var y = Var_w f(x; w) + E_w noise^2``; both parts are repor
 Classification: class probabilities averaged over posterior draws,
 ``p(y | x) = E_w softmax(f(x; w))`` (never averaged logits, which would be overconfident), with
 the predictive entropy ``H[E_w p]`` and its epistemic part, the mutual information
-``I(y; w) = H[E_w p] - E_w H[p]`` (docs/theory.md §11).
+``I(y; w) = H[E_w p] - E_w H[p]`` (docs/theory.md §11.1-§11.3).
 """
 
 from __future__ import annotations

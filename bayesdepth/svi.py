@@ -3,7 +3,7 @@
 Pyro SVI with the ELBO gradient estimator of :func:`bayesdepth.elbo.make_elbo` (default: the
 sticking-the-landing :class:`~bayesdepth.STLTrace_ELBO`; Xu et al. 2022, section 4; Roeder et
 al. 2017), a clipped Adam with a geometric learning-rate decay, KL annealing, minibatches, a
-progress bar, and a clear error when training diverges.
+progress bar, and a clear error when training diverges (docs/theory.md §9.4).
 
 Minibatches: with ``batch_size`` the model is called with ``subsample_size=batch_size`` and is
 expected to pass it to its ``pyro.plate(..., subsample_size=...)``, which rescales the likelihood

@@ -2,7 +2,7 @@
 
 Following Dupont, Doucet, Teh (2019): an MLP for vectors, and for images a small convolutional
 net whose state has ``c + p`` channels (``p`` augmented channels) with ``t`` appended as one
-more constant input channel to every convolution.
+more constant input channel to every convolution (docs/theory.md §10.1).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ maps a neural ODE cannot: the flow of an ODE is a homeomorphism of the input spa
 trajectories never cross, so no NODE on the line maps ``-1 -> 1`` and ``1 -> -1``, and no NODE
 on the plane pulls a disc out of the annulus that surrounds it. ``augment_dim = 0`` is a plain
 neural ODE (Chen et al. 2018). Vectors are augmented with zero features, images (``C x H x W``)
-with zero channels; augmentation always acts on dimension 1.
+with zero channels; augmentation always acts on dimension 1 (docs/theory.md §10.1).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ once ``backward()`` has run, of the backward pass. Nothing is counted on a modul
 Defaults follow Dupont, Doucet, Teh, "Augmented Neural ODEs" (NeurIPS 2019): Dormand--Prince 5(4)
 (``dopri5``) with ``rtol = atol = 1e-3``. For ``dopri5`` a forward solve costs
 ``NFE = 2 + 6 x (accepted + rejected steps)`` (two evaluations pick the first step size; the
-seven-stage tableau reuses its last stage, "first same as last").
+seven-stage tableau reuses its last stage, "first same as last"; docs/theory.md §10.2). The
+adjoint (Chen et al. 2018) is docs/theory.md §10.3.
 """
 
 from __future__ import annotations
