@@ -16,7 +16,7 @@
   chains, Langevin theory of SGD, ArviZ diagnostics.
 """
 
-from . import anode, data, metrics, plotting, predictive, sde
+from . import anode, data, distributed, metrics, plotting, predictive, sde
 from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, ODESolver
 from .bnn import BayesianMLP
 from .elbo import KLOnlyTrace_ELBO, STLTrace_ELBO
@@ -44,6 +44,7 @@ __all__ = [
     "STLTrace_ELBO",
     "anode",
     "data",
+    "distributed",
     "fit",
     "load",
     "metrics",

@@ -20,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
+import torch
+from pyro import poutine
 from pyro.infer import ELBO, SVI
 from pyro.poutine.scale_messenger import ScaleMessenger
+from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from ._validation import check_positive, check_positive_int
@@ -82,6 +85,7 @@ def fit(
     progress: bool = True,
     seed: int | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
+    distributed: bool = False,
     **kwargs,
 ) -> FitHistory:
     """Fit ``guide`` to ``model`` by SVI; returns the :class:`FitHistory`.
@@ -104,6 +108,14 @@ def fit(
             It does not touch a model's initial weights (give the model its own ``seed=``);
             with both, the same fit gives the same numbers in every process.
         callback: ``callback(step, loss)``; returning ``True`` stops.
+        distributed: data-parallel SVI over the processes ``torchrun`` started (see
+            :mod:`bayesdepth.distributed`; needs ``batch_size``). Every rank draws its own
+            ``batch_size`` rows from a stream seeded by ``(seed, rank)``, while the latent draws
+            (guide samples, weight paths) are the same on every rank; the gradients are averaged
+            across ranks (one all-reduce) and every rank applies the same update, so the
+            parameters stay identical. One step is then exactly the single-process step on the
+            ``R * batch_size`` concatenated rows: an unbiased estimate of the full-data ELBO's
+            gradient with plate scaling ``N / (R * batch_size)``. Rank 0 shows the progress bar.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite, or a distribution met invalid
@@ -123,22 +135,87 @@ def fit(
     elbo = make_elbo(estimator, num_particles, vectorize_particles)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be True or False, got {distributed!r}")
+    if distributed and batch_size is None:
+        raise ValueError("distributed=True needs batch_size: every rank draws its own minibatch")
+    check_seed(seed)
     with pyro_exclusive("bayesdepth.fit"):
-        if check_seed(seed) is not None:
-            pyro.set_rng_seed(seed)
-        return _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr,
-                    final_lr_fraction, anneal_steps, max_seconds, progress, callback)
+        if optimizer is None:
+            decay = final_lr_fraction ** (1.0 / num_steps)
+            optimizer = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 10.0})
+        state = {"beta": 1.0}
+        if anneal_steps:
+            model, guide = _annealed(model, state), _annealed(guide, state)
+        if distributed:
+            step_fn, group = _distributed_steps(model, guide, args, kwargs, elbo, optimizer, seed)
+            progress = progress and group.is_main
+
+            def agree(stop: bool) -> bool:  # every rank stops at the same step
+                return group.agree(stop, "agreeing on when to stop")
+        else:
+            if seed is not None:
+                pyro.set_rng_seed(seed)
+            svi = SVI(model, guide, optimizer, loss=elbo)
+
+            def step_fn() -> float:
+                return svi.step(*args, **kwargs)
+
+            def agree(stop: bool) -> bool:
+                return stop
+
+        return _run(step_fn, agree, state, num_steps, anneal_steps, max_seconds, progress,
+                    callback)
 
 
-def _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr, final_lr_fraction,
-         anneal_steps, max_seconds, progress, callback) -> FitHistory:
-    if optimizer is None:
-        decay = final_lr_fraction ** (1.0 / num_steps)
-        optimizer = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 10.0})
-    state = {"beta": 1.0}
-    if anneal_steps:
-        model, guide = _annealed(model, state), _annealed(guide, state)
-    svi = SVI(model, guide, optimizer, loss=elbo)
+def _subsampled_plates(model: Callable, args, kwargs) -> dict[str, tuple[int, int]]:
+    """``{plate name: (size, subsample size)}`` of the model's subsampled plates (one prior run,
+    the global random state kept)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), poutine.block():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    return {name: (int(site["fn"].size), int(site["fn"].subsample_size))
+            for name, site in trace.nodes.items()
+            if site_is_subsample(site) and site["fn"].subsample_size is not None
+            and site["fn"].subsample_size < site["fn"].size}
+
+
+def _distributed_steps(model, guide, args, kwargs, elbo, optimizer, seed):
+    """The step of data-parallel SVI (see :func:`fit`): own rows, shared latents, mean gradient."""
+    from . import distributed as ddp
+
+    like = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+    group = ddp.process_group(device=None if like is None else like.device)
+    seed = ddp.shared_seed(seed, group)
+    pyro.set_rng_seed(seed)  # the latent draws: the same on every rank
+    plates = _subsampled_plates(model, args, kwargs)
+    if not plates:
+        raise ValueError("distributed=True: the model has no subsampled pyro.plate (it must pass "
+                         "subsample_size=... to its data plate)")
+    rows = ddp.rank_generator(seed, group.rank)  # the minibatches: this rank's own
+    device = like.device if like is not None else torch.device("cpu")
+
+    def step_fn() -> float:
+        data = {name: torch.randperm(size, generator=rows)[:b].to(device)
+                for name, (size, b) in plates.items()}
+        with poutine.trace(param_only=True) as capture:
+            loss = elbo.loss_and_grads(poutine.condition(model, data=data),
+                                       poutine.condition(guide, data=data), *args, **kwargs)
+        params = [site["value"].unconstrained()
+                  for _, site in sorted(capture.trace.nodes.items())]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        mean_loss = torch.tensor([float(loss)], dtype=params[0].dtype if params else None)
+        group.all_mean([*(p.grad for p in params), mean_loss], "averaging the gradients")
+        optimizer(params)
+        pyro.infer.util.zero_grads(set(params))
+        return float(mean_loss[0])
+
+    return step_fn, group
+
+
+def _run(step_fn, agree, state, num_steps, anneal_steps, max_seconds, progress,
+         callback) -> FitHistory:
     history = FitHistory()
     start = time.perf_counter()
     running = None
@@ -147,7 +224,7 @@ def _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr, final_lr_fr
         if anneal_steps:
             state["beta"] = min(1.0, (step + 1) / anneal_steps)
         try:
-            loss = svi.step(*args, **kwargs)
+            loss = step_fn()
         except ValueError as exc:  # a parameter driven out of its support, e.g. a scale to 0
             if "to satisfy the constraint" not in str(exc):
                 raise  # a mistake in the model or data, not a diverging run
@@ -169,9 +246,9 @@ def _run(model, guide, args, kwargs, elbo, optimizer, num_steps, lr, final_lr_fr
         running = loss if running is None else 0.95 * running + 0.05 * loss
         if progress and step % 10 == 0:
             bar.set_postfix(elbo=f"{-running:.4g}", refresh=False)
-        if callback is not None and callback(step, loss):
-            break
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+        stop = bool(callback is not None and callback(step, loss))
+        stop = stop or (max_seconds is not None and time.perf_counter() - start > max_seconds)
+        if agree(stop):
             break
     bar.close()
     history.seconds = time.perf_counter() - start

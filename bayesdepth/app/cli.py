@@ -87,6 +87,8 @@ COMMANDS: dict[str, tuple[str, list[Option]]] = {
         Option(("--batch-size",), dict(type=int, default=None,
                                        help="minibatch size (default: all)")),
         Option(("--num-samples",), dict(type=int, default=64, help="predictive samples")),
+        Option(("--distributed",), dict(action="store_true", help="data-parallel SVI over the "
+                                        "processes torchrun started (rank 0 writes the files)")),
     ]),
     "predict": ("predictions of a model saved by 'fit' on a CSV file, one row per input", [
         *_common("predictions.csv", what="CSV file to write"),
@@ -257,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bayesdepth: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(set BAYESDEPTH_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 3
-    if args.json:
+    if args.json and summary is not None:
         from .outputs import strict_json
 
         print(strict_json(summary))

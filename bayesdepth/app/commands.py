@@ -134,20 +134,37 @@ def fit(
     *, data: str = "toy1d", target: str | None = None, task: str = "auto",
     model: str = "sdebnn", estimator: str = "stl", steps: int = 1000, lr: float = 1e-2,
     batch_size: int | None = None, num_samples: int = 64, out: Path = Path("runs/fit"),
-    seed: int = 0, device: str | None = None, quiet: bool = False,
-) -> dict[str, Any]:
+    seed: int = 0, device: str | None = None, quiet: bool = False, distributed: bool = False,
+) -> dict[str, Any] | None:
     """``bayesdepth fit``: SVI with the chosen estimator; writes the history, the curve, the
-    predictions and the fitted model (``model.pt``, for ``bayesdepth predict``)."""
+    predictions and the fitted model (``model.pt``, for ``bayesdepth predict``).
+
+    With ``distributed`` (under ``torchrun``) every rank fits the same model on its own
+    minibatches (``bayesdepth.fit(distributed=True)``); rank 0 writes the files and returns the
+    summary, the other ranks return None.
+    """
     import bayesdepth as bd
     from bayesdepth.plotting import loss_curve
 
     if estimator == "kl" and model != "sdebnn":
         raise ValueError("estimator 'kl' (KL-only) applies to weight paths: use --model sdebnn")
-    out = output_folder(out, "--out")
-    problem = load_problem(data, target, task, seed).to(resolve_device(device))
+    place = resolve_device(device)
+    main = True
+    if distributed:
+        group = bd.distributed.process_group(device=place)
+        if group.backend == "nccl":
+            torch.cuda.set_device(group.device)
+            place = group.device
+        main, quiet = group.is_main, quiet or not group.is_main
+    if main:
+        out = output_folder(out, "--out")
+    problem = load_problem(data, target, task, seed).to(place)
     net = recipes.fit_model(model, problem, seed).to(problem.x.device)
     history = bd.fit(net.model, net.guide, problem.x, problem.y, num_steps=steps, lr=lr,
-                     estimator=estimator, batch_size=batch_size, progress=not quiet, seed=seed)
+                     estimator=estimator, batch_size=batch_size, progress=not quiet, seed=seed,
+                     distributed=distributed)
+    if not main:
+        return None
     _write_history(out / "history.csv", history.loss)
     model_file = bd.save(net, out / "model.pt", metadata={
         "data": problem.name, "preprocessing": problem.preprocessing.as_dict()})
