@@ -18,11 +18,9 @@ Run: ``python examples/heavy_tails.py [--quick] [--out runs/heavy_tails]``.
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
+import _common
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -128,13 +126,8 @@ def part2(out: Path, quick: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
-    parser.add_argument("--out", default="runs/heavy_tails", help="output folder")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = _common.example_parser(__doc__, "heavy_tails").parse_args(argv)
+    out = _common.start(args)
     part1(out, args.quick)
     part2(out, args.quick)
     print(f"wrote {out / 'tail_index.png'}, {out / 'exit_times.png'}")

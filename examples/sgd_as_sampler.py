@@ -19,11 +19,7 @@ Run: ``python examples/sgd_as_sampler.py [--quick] [--out runs/sgd_as_sampler]``
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
-os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
+import _common
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,17 +34,12 @@ from bayesdepth.plotting import save_figure
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
-    parser.add_argument("--out", default="runs/sgd_as_sampler", help="output folder")
+    parser = _common.example_parser(__doc__, "sgd_as_sampler")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=5)
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _common.start(args)
     chains, draws = (16, 300) if args.quick else (64, 3000)
 
     data = linear_regression()

@@ -13,12 +13,9 @@ Run: ``python examples/sgld_regression.py [--quick] [--out runs/sgld_regression]
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-from pathlib import Path
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
+import _common
 import matplotlib.pyplot as plt
 import pyro
 import pyro.distributions as dist
@@ -42,22 +39,17 @@ def make_model(prior_scale: float, noise_scale: float, batch_size: int | None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.example_parser(__doc__, "sgld_regression")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-4, help="SGLD step size epsilon")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a few hundred draws (seconds)")
-    parser.add_argument("--out", default="runs/sgld_regression")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws, args.warmup = 200, 100
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _common.start(args)
 
     data = linear_regression(num_points=200, dim=3, seed=args.seed)
     model = make_model(data.prior_scale, data.noise_scale, args.batch_size)
