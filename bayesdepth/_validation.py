@@ -15,6 +15,20 @@ from typing import Any
 import torch
 
 
+def positive_tensor(name: str, value: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A 0-dim tensor of ``dtype`` holding the positive number ``value``; raise when ``value`` is
+    not a finite number > 0 or does not survive the conversion (under- or overflows)."""
+    x = check_positive(name, value)
+    t = torch.tensor(x, dtype=dtype)
+    if not bool(torch.isfinite(t)) or float(t) <= 0:
+        info = torch.finfo(dtype)
+        raise ValueError(
+            f"{name}={value!r} is not representable in {dtype} (its positive range is "
+            f"[{info.tiny:.3g}, {info.max:.3g}])"
+        )
+    return t
+
+
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
     if isinstance(value, bool):

@@ -17,7 +17,7 @@ import torch
 from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
-from ._validation import check_positive, check_positive_int, check_tensor
+from ._validation import check_positive_int, check_tensor, positive_tensor
 from .likelihoods import Gaussian, Likelihood
 from .protocol import BayesianModel
 from .seeding import seeded
@@ -78,13 +78,13 @@ class BayesianMLP(BayesianModel):
         super().__init__(Gaussian(0.1) if likelihood is None else likelihood, out_features)
         self.in_features = check_positive_int("in_features", in_features)
         widths = [self.in_features, *_widths(hidden), self.out_features]
-        prior_scale = check_positive("prior_scale", prior_scale)
-        init_scale = check_positive("init_scale", init_scale)
+        prior_scale = positive_tensor("prior_scale", prior_scale)
+        init_scale = float(positive_tensor("init_scale", init_scale))
         self.layers = PyroModule[nn.ModuleList](
             [PyroModule[nn.Linear](a, b) for a, b in pairwise(widths)]
         )
         for layer, (a, b) in zip(self.layers, pairwise(widths)):
-            layer.register_buffer("prior_scale", torch.tensor(prior_scale))
+            layer.register_buffer("prior_scale", prior_scale.clone())
             layer.weight = PyroSample(_NormalPrior((b, a)))
             layer.bias = PyroSample(_NormalPrior((b,)))
         with seeded(seed):

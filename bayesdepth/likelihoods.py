@@ -17,7 +17,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam
 
-from ._validation import check_positive, check_tensor
+from ._validation import check_tensor, positive_tensor
 from .predictive import (
     ClassificationPrediction,
     Prediction,
@@ -92,22 +92,22 @@ class Gaussian(Likelihood):
         if not isinstance(learn_scale, bool):
             raise TypeError(f"learn_scale must be True or False, got {learn_scale!r}")
         self.latent = scale is None
+        prior = positive_tensor("scale_prior", scale_prior)  # checked even when unused
         if self.latent:
             if learn_scale:
                 raise ValueError("learn_scale=True needs a numeric initial scale, got scale=None")
-            self.register_buffer("scale_prior", torch.tensor(check_positive("scale_prior",
-                                                                            scale_prior)))
+            self.register_buffer("scale_prior", prior)
             self.latent_sites = ("noise_scale",)
         elif learn_scale:
-            self.scale = PyroParam(torch.tensor(check_positive("scale", scale)),
-                                   dist.constraints.positive)
+            self.scale = PyroParam(positive_tensor("scale", scale), dist.constraints.positive)
         else:
-            self.register_buffer("scale", torch.tensor(check_positive("scale", scale)))
+            self.register_buffer("scale", positive_tensor("scale", scale))
 
     def check_outputs(self, out_features: int) -> None:
         if out_features != 1:
             raise ValueError(
-                f"a Gaussian likelihood needs 1 output, the network has {out_features}"
+                f"a Gaussian likelihood needs 1 output (out_features=1), the network has "
+                f"out_features={out_features}"
             )
 
     def check_targets(self, y: torch.Tensor, n: int, out_features: int) -> torch.Tensor:
@@ -150,8 +150,8 @@ class Categorical(Likelihood):
     def check_outputs(self, out_features: int) -> None:
         if out_features < 2:
             raise ValueError(
-                f"a Categorical likelihood needs >= 2 outputs (classes), the network has "
-                f"{out_features}"
+                f"a Categorical likelihood needs >= 2 outputs (out_features = classes), the "
+                f"network has out_features={out_features}"
             )
 
     def check_targets(self, y: torch.Tensor, n: int, out_features: int) -> torch.Tensor:

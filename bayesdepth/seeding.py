@@ -8,12 +8,14 @@ state afterwards, so seeding one computation never changes another's random numb
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["check_seed", "seeded"]
+__all__ = ["check_seed", "seed_everything", "seeded"]
 
 
 def check_seed(seed: Any, name: str = "seed") -> int | None:
@@ -25,6 +27,15 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     if not 0 <= seed < 2**63:
         raise ValueError(f"{name} must be an int in [0, 2**63) or None, got {seed}")
     return seed
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's, NumPy's and Python's global generators, as ``pyro.set_rng_seed`` does, for
+    any seed in ``[0, 2**63)`` (NumPy's legacy generator takes ``seed mod 2**32``)."""
+    seed = check_seed(seed)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (Pyro's own samplers draw from the legacy one)
 
 
 @contextlib.contextmanager

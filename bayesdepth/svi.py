@@ -27,9 +27,9 @@ from pyro.poutine.scale_messenger import ScaleMessenger
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
-from ._validation import check_positive, check_positive_int
+from ._validation import check_positive, check_positive_int, positive_tensor
 from .elbo import make_elbo
-from .seeding import check_seed
+from .seeding import check_seed, seed_everything
 from .threads import pyro_exclusive
 
 __all__ = ["FitHistory", "fit"]
@@ -103,8 +103,8 @@ def fit(
         anneal_steps: KL annealing over this many steps (0: none).
         max_seconds: stop early after this much wall time.
         progress: show a tqdm bar with the running ELBO.
-        seed: calls ``pyro.set_rng_seed(seed)`` first, which seeds torch's, NumPy's and
-            Python's global generators: every minibatch, particle and weight path of the fit.
+        seed: an int in ``[0, 2**63)``; seeds torch's, NumPy's and Python's global generators
+            first (as ``pyro.set_rng_seed`` does): every minibatch, particle and weight path.
             It does not touch a model's initial weights (give the model its own ``seed=``);
             with both, the same fit gives the same numbers in every process.
         callback: ``callback(step, loss)``; returning ``True`` stops.
@@ -124,7 +124,11 @@ def fit(
     """
     num_steps = check_positive_int("num_steps", num_steps)
     lr = check_positive("lr", lr)
+    positive_tensor("lr", lr)  # a rate float32 cannot hold is refused, not overflowed in Adam
     final_lr_fraction = check_positive("final_lr_fraction", final_lr_fraction)
+    if final_lr_fraction > 1:
+        raise ValueError(f"final_lr_fraction must lie in (0, 1] (the learning rate decays to "
+                         f"lr * final_lr_fraction), got {final_lr_fraction!r}")
     anneal_steps = check_positive_int("anneal_steps", anneal_steps, minimum=0)
     if not callable(model) or not callable(guide):
         raise TypeError("model and guide must be callables (Pyro model and guide)")
@@ -155,7 +159,7 @@ def fit(
                 return group.agree(stop, "agreeing on when to stop")
         else:
             if seed is not None:
-                pyro.set_rng_seed(seed)
+                seed_everything(seed)
             svi = SVI(model, guide, optimizer, loss=elbo)
 
             def step_fn() -> float:
@@ -186,7 +190,7 @@ def _distributed_steps(model, guide, args, kwargs, elbo, optimizer, seed):
     like = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
     group = ddp.process_group(device=None if like is None else like.device)
     seed = ddp.shared_seed(seed, group)
-    pyro.set_rng_seed(seed)  # the latent draws: the same on every rank
+    seed_everything(seed)  # the latent draws: the same on every rank
     plates = _subsampled_plates(model, args, kwargs)
     if not plates:
         raise ValueError("distributed=True: the model has no subsampled pyro.plate (it must pass "
