@@ -44,8 +44,10 @@ from . import (  # noqa: F401
 )
 from .experiments import SGDComparison, quadratic_vs_prediction, sgd_vs_prediction
 from .langevin import stationary_covariance
-from .potentials import Potential, module_potential, pyro_potential
+from .module_potentials import module_potential
+from .potentials import Potential
 from .problem import SGDProblem
+from .pyro_potentials import pyro_potential
 from .runner import Chains, sample
 from .samplers import (
     PSGLD,

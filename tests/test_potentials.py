@@ -28,11 +28,14 @@ def regression_model(x, y, batch_size=None):
 
 
 def _manual_potential(params, x, y, idx):
+    """The log joint written out by hand; ``idx`` is (B,) for all chains or (chains, B)."""
     w, log_sigma = params["w"], params["sigma"]
     sigma = log_sigma.exp()
     lp = dist.Normal(0.0, 1.0).log_prob(w).sum(-1) + dist.HalfNormal(1.0).log_prob(sigma)
-    lik = dist.Normal(w @ x[idx].T, sigma[:, None]).log_prob(y[idx]).sum(-1)
-    return -(lp + log_sigma + (N / len(idx)) * lik)  # log|d sigma / d log sigma| = log sigma
+    idx = idx.expand(w.shape[0], -1)
+    mean = torch.einsum("kbd,kd->kb", x[idx], w)
+    lik = dist.Normal(mean, sigma[:, None]).log_prob(y[idx]).sum(-1)
+    return -(lp + log_sigma + (N / idx.shape[-1]) * lik)  # log|d sigma / d log sigma| = log sigma
 
 
 def test_pyro_potential_value_jacobian_and_scaling(data):
@@ -45,7 +48,9 @@ def test_pyro_potential_value_jacobian_and_scaling(data):
     assert params["w"].shape == (5, 2) and params["w"].abs().max() <= 2
     batch = pot.sample_batch(5, g)
     idx = batch["data"]
-    assert idx.shape == (B,) and len(set(idx.tolist())) == B
+    assert idx.shape == (5, B)  # one minibatch per chain, B distinct indices each
+    assert all(len(set(row.tolist())) == B for row in idx)
+    assert len({tuple(row.tolist()) for row in idx}) == 5
     value, _ = pot(params, batch)
     torch.testing.assert_close(value, _manual_potential(params, x, y, idx))
     looped = pyro_potential(regression_model, x, y, batch_size=B, vectorize=False)
