@@ -200,7 +200,8 @@ class Convergence:
         max_rhat: the largest R-hat (NaN when undefined).
         min_ess_bulk, min_ess_tail: the smallest bulk and tail ESS.
         flagged: ``(quantity, r_hat, ess_bulk, ess_tail)`` of every quantity that misses a
-            threshold (R-hat > 1.01 or undefined, bulk or tail ESS < 100 per chain).
+            threshold (R-hat > 1.01 or undefined, bulk or tail ESS < 100 per chain); a quantity
+            with the same value in every draw (sd 0, e.g. a saturated probability) is not.
     """
 
     num_chains: int
@@ -219,12 +220,12 @@ class Convergence:
         """The ESS threshold these chains had to reach (100 per chain)."""
         return ESS_PER_CHAIN * self.num_chains
 
-    def message(self) -> str:
-        """One line: converged, or which quantities did not and by how much."""
+    def details(self) -> str:
+        """Which quantities miss the thresholds and by how much (or that none does)."""
         rule = (f"R-hat <= {RHAT_MAX} and bulk/tail ESS >= {ESS_PER_CHAIN} per chain "
                 f"(>= {self.min_ess:.0f} for {self.num_chains} chains; Vehtari et al. 2021)")
         if self.converged:
-            return f"all quantities converged: {rule}"
+            return f"every quantity has {rule}"
         listed = ", ".join(
             f"{name} (R-hat {r:.3g}, ESS bulk {b:.0f}, tail {t:.0f})"
             for name, r, b, t in self.flagged[:_LISTED]
@@ -232,7 +233,11 @@ class Convergence:
         more = len(self.flagged) - _LISTED
         listed += f" and {more} more" if more > 0 else ""
         count = len(self.flagged)
-        return f"not converged: {count} quantit{'y' if count == 1 else 'ies'} miss {rule}: {listed}"
+        return f"{count} quantit{'y' if count == 1 else 'ies'} miss {rule}: {listed}"
+
+    def message(self) -> str:
+        """One line: converged, or which quantities did not and by how much."""
+        return f"{'converged' if self.converged else 'not converged'}: {self.details()}"
 
 
 def convergence(table_or_idata: Any, num_chains: int | None = None,
@@ -247,7 +252,7 @@ def convergence(table_or_idata: Any, num_chains: int | None = None,
     """
     if isinstance(table_or_idata, az.InferenceData):
         num_chains = table_or_idata.posterior.sizes["chain"]
-        table = summary(table_or_idata, var_names=var_names, warn=False, kind="diagnostics")
+        table = summary(table_or_idata, var_names=var_names, warn=False)
     elif num_chains is None:
         raise ValueError("num_chains is needed with a summary table")
     else:
@@ -257,6 +262,8 @@ def convergence(table_or_idata: Any, num_chains: int | None = None,
     tail = table["ess_tail"].to_numpy(dtype=float)
     need = ESS_PER_CHAIN * num_chains
     bad = ~(rhat_ <= RHAT_MAX) | ~(bulk >= need) | ~(tail >= need)  # NaN counts as bad
+    if "sd" in table:  # the same value in every draw of every chain: the chains agree
+        bad &= ~(table["sd"].to_numpy(dtype=float) == 0)
     flagged = tuple(
         (str(name), float(r), float(b), float(t))
         for name, r, b, t, miss in zip(table.index, rhat_, bulk, tail, bad) if miss

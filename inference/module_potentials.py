@@ -135,6 +135,17 @@ class ModulePotential(Potential):
         params = {n: draws[n] for n in self.param_names}
         return Pointwise(over_draws(fn, params, chunk_size, self.device), {})
 
+    def posterior_predictive(self, draws: Mapping[str, torch.Tensor], seed: int | None = None):
+        """Not available: a log-likelihood function says how likely ``y`` is, not how to draw it.
+
+        Raises:
+            NotImplementedError: always (build the model in Pyro and use ``pyro_potential``).
+        """
+        raise NotImplementedError(
+            "a module potential knows log p(y | f) but not how to draw y; posterior predictive "
+            "draws need a Pyro model (pyro_potential)"
+        )
+
 
 
 def module_potential(

@@ -163,14 +163,31 @@ def subsample_indices(
 ) -> torch.Tensor:
     """``num`` independent rows of ``batch`` distinct indices out of ``size``, shape (num, batch).
 
-    Each row is a uniformly random subset (the ``batch`` largest of ``size`` uniform keys), so a
-    minibatch is drawn without replacement inside a row and independently across rows and calls
-    (docs/theory.md §0.3, §5.1). ``batch >= size`` gives every index in every row.
+    Each row is a uniformly random subset, so a minibatch is drawn without replacement inside a
+    row and independently across rows and calls (docs/theory.md §0.3, §5.1). ``batch >= size``
+    gives every index in every row. Two exact methods, by cost:
+
+    - the ``batch`` largest of ``size`` uniform keys per row (``O(num size)`` random numbers):
+      for large batches, and on accelerators (no host synchronisation);
+    - on the CPU, for ``4 batch <= size``: ``batch`` uniform indices per row, the repeated ones
+      drawn again until every row is distinct (``O(num batch)`` numbers, a few rounds). Which
+      copy of a repeat is redrawn does not depend on the labels' values, so the set a row ends
+      with is invariant under relabelling the data: a uniformly random subset.
     """
     if batch >= size:
         return torch.arange(size, device=device).expand(num, size)
-    keys = torch.rand(num, size, generator=generator, device=device)
-    return keys.topk(batch, dim=-1, sorted=False).indices
+    if torch.device(device or "cpu").type != "cpu" or 4 * batch > size:
+        keys = torch.rand(num, size, generator=generator, device=device)
+        return keys.topk(batch, dim=-1, sorted=False).indices
+    rows = torch.randint(size, (num, batch), generator=generator, device=device)
+    while True:
+        rows, _ = rows.sort(-1)
+        repeat = torch.zeros_like(rows, dtype=torch.bool)
+        repeat[:, 1:] = rows[:, 1:] == rows[:, :-1]
+        count = int(repeat.sum())
+        if not count:
+            return rows
+        rows[repeat] = torch.randint(size, (count,), generator=generator, device=device)
 
 
 @contextlib.contextmanager

@@ -99,6 +99,7 @@ class PyroPotential(Potential):
         self.transforms: dict[str, Any] = {}
         self.shapes = {}
         self.dtypes: dict[str, torch.dtype] = {}
+        self.site_shapes: dict[str, torch.Size] = {}
         self.plates: dict[str, tuple[int, int]] = {}
         self._device = None
         for name, site in proto.nodes.items():
@@ -113,12 +114,14 @@ class PyroPotential(Potential):
         #: value and in the log-density (None: outside it)
         self.observed_sites: dict[str, tuple[int | None, int | None]] = {}
         self.deterministic_sites: dict[str, tuple[int | None, int | None]] = {}
+        self.value_shapes: dict[str, torch.Size] = {}
         for name, site in proto.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
             if site["is_observed"]:
                 kind = self.deterministic_sites if _is_deterministic(site) else self.observed_sites
                 kind[name] = _plate_dims(site, subsampled)
+                self.value_shapes[name] = site["value"].shape  # on one minibatch
                 continue
             self._add_latent(name, site, subsampled)
         if not self.transforms:
@@ -141,6 +144,7 @@ class PyroPotential(Potential):
         transform = biject_to(fn.support)
         self.transforms[name] = transform
         self.shapes[name] = transform.inv(site["value"]).shape
+        self.site_shapes[name] = site["value"].shape
         self.dtypes[name] = site["value"].dtype
         self._device = site["value"].device
 
@@ -337,7 +341,8 @@ class PyroPotential(Potential):
             if index is not None:
                 model = poutine.condition(model, data={plate: index})
             run = pyro.infer.Predictive(model, posterior_samples=flat, return_sites=sites)
-            return run(*self.model_args, **self.model_kwargs)
+            out = run(*self.model_args, **self.model_kwargs)  # (draws, plate padding, *value)
+            return {k: v.reshape(v.shape[0], *self.value_shapes[k]) for k, v in out.items()}
 
         with seeded_torch(seed, self._device), pyro.validation_enabled(False):
             if plate is None:
@@ -359,7 +364,8 @@ class PyroPotential(Potential):
             draws = pyro.infer.Predictive(self.model, num_samples=num_samples, return_sites=sites)(
                 *self.model_args, **self.model_kwargs
             )
-        return {k: v.detach().cpu() for k, v in draws.items()}
+        return {k: v.detach().cpu().reshape(num_samples, *self.site_shapes[k])
+                for k, v in draws.items()}
 
 
 def pyro_potential(
