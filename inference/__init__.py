@@ -61,6 +61,7 @@ from .samplers import (
     SamplerState,
     Schedule,
 )
+from .step_size import find_step_size
 
 __all__ = [
     "PSGLD",
@@ -77,6 +78,7 @@ __all__ = [
     "Sampler",
     "SamplerState",
     "Schedule",
+    "find_step_size",
     "module_potential",
     "pyro_potential",
     "quadratic_vs_prediction",
