@@ -60,6 +60,13 @@ class Chains:
         """The chains a non-finite value stopped, in order."""
         return sorted({chain for chain, _ in self.failures})
 
+    def describe_failures(self) -> str:
+        """``chain 0 at step 15, chain 3 at step 19``: where each stopped chain stopped."""
+        first: dict[int, int] = {}
+        for chain, step in self.failures:
+            first.setdefault(chain, step)
+        return ", ".join(f"chain {c} at step {s}" for c, s in sorted(first.items()))
+
     def select(self, chains: Sequence[int]) -> Chains:
         """The given chains only (draws, statistics, state), renumbered from 0 in that order."""
         index = torch.as_tensor(list(chains), dtype=torch.long)
@@ -84,7 +91,7 @@ class Chains:
         if not keep:
             raise FloatingPointError(
                 f"all {self.num_chains} chains stopped at a non-finite value "
-                f"({_describe(self.failures)})"
+                f"({self.describe_failures()})"
             )
         return self.select(keep)
 
@@ -94,10 +101,3 @@ class Chains:
 
         return to_arviz(self, **kwargs)
 
-
-def _describe(failures: Sequence[tuple[int, int]]) -> str:
-    """``chain 0 at step 15, chain 3 at step 19`` (the first failure of each chain)."""
-    first: dict[int, int] = {}
-    for chain, step in failures:
-        first.setdefault(chain, step)
-    return ", ".join(f"chain {c} at step {s}" for c, s in sorted(first.items()))

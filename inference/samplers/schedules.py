@@ -41,8 +41,8 @@ class Schedule:
         return None if period is None else sum(self.sampling(k) for k in range(period))
 
     def steps_for(self, eligible: int, start: int = 0) -> int | None:
-        """The number of steps after ``start`` that hold ``eligible`` sampling steps (None when
-        the period is unknown).
+        """The number of steps from ``start`` up to and including the ``eligible``-th sampling
+        step (None when the period is unknown).
 
         Raises:
             ValueError: when a period has no sampling step (no draw could ever be kept).
@@ -52,9 +52,11 @@ class Schedule:
             return None
         if per == 0:
             raise ValueError(f"{self!r} has no sampling step in its period of {period} steps")
-        full, rest = divmod(eligible, per)
-        steps = full * period
-        k = start + steps
+        if eligible <= 0:
+            return 0
+        full, rest = divmod(eligible - 1, per)  # whole periods, then scan to the last one
+        k = start + full * period
+        rest += 1
         while rest:
             rest -= self.sampling(k)
             k += 1
