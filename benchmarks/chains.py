@@ -17,7 +17,7 @@ single-chain step per chain in a Python loop (``speedup`` = loop / vec); ``poste
 vectorised step's cost relative to one chain's; ``peak MB`` the peak memory of the vectorised
 measurement: CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set size
 during it (Linux resets the high-water mark per measurement; elsewhere it is the peak so far).
-Every variant is timed after two untimed steps, best of three repeats.
+Every variant is timed after two untimed steps, the best of ``--repeats`` (3) measurements.
 
 Usage::
 
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ks", default="1,8,32,128", help="comma-separated chain counts")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements; the best is kept")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--max-loop-k", type=int, default=128, help="largest K for loop baselines")
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                 box[0] = sampler.step(box[0], grad_fn, gen)[0]
 
             _reset_peak(device)
-            t_vec = _time(vec_step, steps, device)
+            t_vec = _time(vec_step, steps, device, args.repeats)
             peak = _peak_mb(device)
             t_one = t_vec if t_one is None else t_one
             t_loop = t_post = float("nan")
@@ -229,9 +230,9 @@ def main(argv: list[str] | None = None) -> None:
                     for i in range(len(singles)):
                         singles[i] = sampler.step(singles[i], grad_one, gen)[0]
 
-                t_loop = _time(loop_step, steps, device)
+                t_loop = _time(loop_step, steps, device, args.repeats)
                 if post_make is not None:
-                    t_post = _time(post_make(k, gen), steps, device)
+                    t_post = _time(post_make(k, gen), steps, device, args.repeats)
             print(_row(name, k, t_vec, t_one, t_loop, t_post, peak), flush=True)
     if posteriors_missing:
         print("posteriors is not installed: its column is empty")

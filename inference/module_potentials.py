@@ -170,7 +170,8 @@ def module_potential(
         log_likelihood: ``(output, target) -> log p(target | output)`` per example, called on the
             stacked output of shape ``(chains, B, ...)`` and targets of shape ``(chains, B, ...)``
             (``(N, ...)`` for full batches); the result is summed over all but the chain dimension.
-        x, y: the training inputs and targets (N rows).
+        x: the training inputs (N rows).
+        y: the training targets (N rows).
         prior: a number ``s`` for an isotropic ``N(0, s^2)`` prior on every parameter, or a
             callable ``params -> log p(params)`` of shape ``(chains,)`` on the stacked dict.
         batch_size: minibatch size B (None: full batch).

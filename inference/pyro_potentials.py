@@ -385,10 +385,11 @@ def pyro_potential(
 
     Args:
         model: a Pyro model; its latent sites must be continuous and outside subsampled plates.
-        *model_args, **model_kwargs: the model's arguments (data), fixed for the whole run.
+        *model_args: the model's positional arguments (data), fixed for the whole run.
         vectorize: evaluate the chains with one ``torch.func.vmap`` (default); ``False`` loops over
             chains, for models with operations vmap does not support.
         init_radius: chains start at Uniform(-r, r) in unconstrained space.
+        **model_kwargs: the model's keyword arguments (e.g. ``subsample_size=B``).
 
     Raises:
         ValueError: for a discrete latent site or a latent site inside a subsampled plate (the

@@ -113,12 +113,13 @@ def _planned_steps(sampler: Sampler, start: int, warmup: int, num_draws: int,
     """Steps the run needs after step ``start`` (None when the schedule cannot tell); raises
     when no draw can be kept, naming the arguments."""
     try:
-        return warmup + sampler.lr.steps_for(num_draws * thin, start=start + warmup)
+        after = sampler.lr.steps_for(num_draws * thin, start=start + warmup)
     except ValueError as exc:
         raise ValueError(
             f"sample(num_draws={num_draws}, thin={thin}, warmup={warmup}) can never keep a "
             f"draw with lr={sampler.lr!r}: {exc}"
         ) from None
+    return None if after is None else warmup + after
 
 
 def sample(
@@ -154,7 +155,8 @@ def sample(
             ``potential.init`` from the run's generator.
         device: where the chains run; default: where ``init`` (or ``state``) or the potential's
             data live.
-        seed, generator: the run's randomness (give one; a generator must be on ``device``).
+        seed: seeds the run's randomness (give ``seed`` or ``generator``, not both).
+        generator: the run's ``torch.Generator`` instead of a seed (on ``device``).
         progress: show a tqdm bar with the running mean potential.
         checkpoint: a folder; every ``checkpoint_every`` draws the run is saved there, and with
             ``resume=True`` an existing checkpoint is continued.

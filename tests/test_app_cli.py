@@ -201,8 +201,7 @@ class _Poisoned:
 def test_sample_names_the_chains_that_failed(tmp_path, capsys, monkeypatch):
     from bayesdepth.app import recipes
 
-    monkeypatch.setattr(recipes, "make_sampler", lambda name, lr, temperature=1.0: _Poisoned(
-        lr or 1e-4))
+    monkeypatch.setattr(recipes, "make_sampler", lambda name, lr, temperature=1.0: _Poisoned(lr))
     out = tmp_path / "run"
     code = main(["sample", "--chains", "4", "--draws", "10", "--warmup", "5", "--lr", "1e-4",
                  "--out", str(out), "--quiet", "--json"])

@@ -114,3 +114,16 @@ def test_steps_for_counts_the_steps_a_run_takes(warmup, draws, thin):
                     warmup=warmup, thin=thin, seed=0)
     assert chains.steps == warmup + schedule.steps_for(draws * thin, start=warmup)
     assert Constant(0.1).steps_for(7, start=3) == 7
+
+
+def test_a_schedule_of_unknown_period_still_runs():
+    """A user schedule that overrides sampling() without a period: no plan, no error."""
+
+    class EveryOther(Constant):
+        def sampling(self, step):
+            return step % 2 == 1
+
+    assert EveryOther(0.1).steps_for(3) is None
+    chains = sample(GaussianPotential(), SGLD(EveryOther(0.1)), num_chains=1, num_draws=3,
+                    seed=0, progress=True)
+    assert chains.steps == 6

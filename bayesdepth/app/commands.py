@@ -52,7 +52,7 @@ def sample(
     elif resume:
         raise ValueError("--resume needs --checkpoint naming the folder to resume from")
     problem = load_problem(data, target, task, seed).to(resolve_device(device))
-    recipes.make_sampler(sampler, lr, temperature)  # names and options checked before any work
+    recipes.check_sampler(sampler, temperature)  # before any work
     net, start = recipes.sampling_model(model, problem, seed)
     net = net.to(problem.x.device)
     init = None if start is None else {k: v.expand(chains, *v.shape).clone()
