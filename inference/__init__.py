@@ -4,8 +4,9 @@
   :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
   step-size schedules :class:`Constant`, :class:`CyclicalCosine` (all in :mod:`.samplers`).
 - Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
-  :func:`module_potential`) and the multi-chain runner :func:`sample` (checkpoints, resume,
-  non-finite policies) returning :class:`Chains`.
+  :func:`module_potential`; every chain draws its own minibatch) and the multi-chain runner
+  :func:`sample` (checkpoints, resume, warm starts, non-finite policies) returning
+  :class:`Chains`; :func:`find_step_size` picks a stable step size by a short pilot.
 - Theory (docs/theory.md §0-§7), one idea per submodule: :mod:`.problem` (:class:`SGDProblem`,
   the argument of every closed form), :mod:`.langevin` (overdamped stationary laws),
   :mod:`.momentum` (phase space, underdamped, MSD, modified loss), :mod:`.regression` (exact

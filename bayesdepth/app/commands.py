@@ -77,16 +77,8 @@ def sample(
     if not potential.vectorize:
         warn(f"the {model} model cannot be vmapped over chains (torch.func.vmap cannot trace "
              "it); its chains ran one by one")
+    healthy = _healthy_chains(result, lr)
     failed = result.failed_chains
-    if len(failed) == result.num_chains:
-        raise FloatingPointError(
-            f"all {len(failed)} chains stopped at a non-finite value "
-            f"({result.describe_failures()}) with step size {lr:.3g}; pass a smaller --lr")
-    if failed:
-        warn(f"{len(failed)} of {result.num_chains} chains stopped at a non-finite value "
-             f"({result.describe_failures()}); the diagnostics use the other "
-             f"{result.num_chains - len(failed)}")
-    healthy = result.healthy()
     probes = at_probes(net, probe_inputs(problem.x), healthy)
     idata = healthy.to_arviz(extra=probes, derived=False)
     diagnostics = write_diagnostics(idata, out, "posterior", headline=list(probes))
@@ -111,6 +103,21 @@ def sample(
     write_json(out / "run.json", summary)
     say(f"wrote {page} and the files beside it")
     return summary
+
+
+def _healthy_chains(result, lr: float):
+    """The chains that never stopped; one warning line naming the others, or a failure when
+    every chain stopped."""
+    failed = result.failed_chains
+    if len(failed) == result.num_chains:
+        raise FloatingPointError(
+            f"all {len(failed)} chains stopped at a non-finite value "
+            f"({result.describe_failures()}) with step size {lr:.3g}; pass a smaller --lr")
+    if failed:
+        warn(f"{len(failed)} of {result.num_chains} chains stopped at a non-finite value "
+             f"({result.describe_failures()}); the diagnostics use the other "
+             f"{result.num_chains - len(failed)}")
+    return result.healthy()
 
 
 def diagnose(
