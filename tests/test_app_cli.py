@@ -180,28 +180,27 @@ def test_sample_works_by_default_on_an_ordinary_csv(tmp_path, capsys):
     strict_loads((out / "run.json").read_text())
 
 
-class _Poisoned:
+def _poisoned_sgld(lr):
     """An SGLD that turns chain 1 to NaN at step 3 (a chain that diverges)."""
+    from bayesdepth.inference import SGLD
 
-    def __new__(cls, lr):
-        from bayesdepth.inference import SGLD
+    class Poisoned(SGLD):
+        def step(self, state, grad_fn, generator=None):
+            new, info = super().step(state, grad_fn, generator)
+            if state.step == 3:
+                params = {k: v.clone() for k, v in new.params.items()}
+                params[next(iter(params))][1] = float("nan")
+                new = new.replace(params=params)
+            return new, info
 
-        class Poisoned(SGLD):
-            def step(self, state, grad_fn, generator=None):
-                new, info = super().step(state, grad_fn, generator)
-                if state.step == 3:
-                    params = {k: v.clone() for k, v in new.params.items()}
-                    params[next(iter(params))][1] = float("nan")
-                    new = new.replace(params=params)
-                return new, info
-
-        return Poisoned(lr)
+    return Poisoned(lr)
 
 
 def test_sample_names_the_chains_that_failed(tmp_path, capsys, monkeypatch):
     from bayesdepth.app import recipes
 
-    monkeypatch.setattr(recipes, "make_sampler", lambda name, lr, temperature=1.0: _Poisoned(lr))
+    monkeypatch.setattr(recipes, "make_sampler",
+                        lambda name, lr, temperature=1.0: _poisoned_sgld(lr))
     out = tmp_path / "run"
     code = main(["sample", "--chains", "4", "--draws", "10", "--warmup", "5", "--lr", "1e-4",
                  "--out", str(out), "--quiet", "--json"])
