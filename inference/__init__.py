@@ -4,8 +4,9 @@
   :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
   step-size schedules :class:`Constant`, :class:`CyclicalCosine` (all in :mod:`.samplers`).
 - Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
-  :func:`module_potential`) and the multi-chain runner :func:`sample` (checkpoints, resume,
-  non-finite policies) returning :class:`Chains`.
+  :func:`module_potential`; every chain draws its own minibatch) and the multi-chain runner
+  :func:`sample` (checkpoints, resume, warm starts, non-finite policies) returning
+  :class:`Chains`; :func:`find_step_size` picks a stable step size by a short pilot.
 - Theory (docs/theory.md §0-§7), one idea per submodule: :mod:`.problem` (:class:`SGDProblem`,
   the argument of every closed form), :mod:`.langevin` (overdamped stationary laws),
   :mod:`.momentum` (phase space, underdamped, MSD, modified loss), :mod:`.regression` (exact
@@ -44,8 +45,10 @@ from . import (  # noqa: F401
 )
 from .experiments import SGDComparison, quadratic_vs_prediction, sgd_vs_prediction
 from .langevin import stationary_covariance
-from .potentials import Potential, module_potential, pyro_potential
+from .module_potentials import module_potential
+from .potentials import Potential
 from .problem import SGDProblem
+from .pyro_potentials import pyro_potential
 from .runner import Chains, sample
 from .samplers import (
     PSGLD,
@@ -59,6 +62,7 @@ from .samplers import (
     SamplerState,
     Schedule,
 )
+from .step_size import find_step_size
 
 __all__ = [
     "PSGLD",
@@ -75,6 +79,7 @@ __all__ = [
     "Sampler",
     "SamplerState",
     "Schedule",
+    "find_step_size",
     "module_potential",
     "pyro_potential",
     "quadratic_vs_prediction",

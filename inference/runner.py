@@ -3,17 +3,21 @@
 One loop for every sampler: warmup steps, then draws kept every ``thin``-th eligible step (a step
 is eligible when the step-size schedule is in a sampling phase, so cyclical schedules keep draws
 only there). Draws are mapped to the constrained space of the potential and copied to the host in
-chunks of ``chunk_size``, so device memory does not grow with the number of draws.
+chunks of ``chunk_size`` (:class:`~.recorder.Recorder`), so device memory does not grow with the
+number of draws. A run that could never keep ``num_draws`` draws (a schedule without sampling
+steps) is refused before the first step.
 
 Reproducibility: all randomness (initial values, minibatches, injected noise) comes from one
-``torch.Generator`` on the chains' device. A checkpoint holds the sampler state, the generator
-state, the loop counters and the draws so far; resuming from it yields bit-for-bit the draws of an
-uninterrupted run with the same seed.
+``torch.Generator`` on the chains' device. A checkpoint (:mod:`.checkpoints`) holds the sampler
+state, the generator state, the loop counters and the draws so far; resuming from it yields
+bit-for-bit the draws of an uninterrupted run with the same seed.
 
-Non-finite potential or gradient norm in chain k at step s: ``on_nonfinite="raise"`` raises
-``FloatingPointError`` naming both; ``"stop_chain"`` freezes chain k at its last finite state,
-records ``(k, s)`` in :attr:`Chains.failures`, fills its later draws with NaN, sets its
-``nonfinite`` sample statistic, and keeps the other chains going.
+Non-finite values in chain k at step s (the potential or gradient norm at the state the step
+started from, or any entry of the state it produced, so an update that overflows counts at the
+step that made it, step 0 included): ``on_nonfinite="raise"`` raises ``FloatingPointError`` naming
+both; ``"stop_chain"`` freezes chain k at its last finite state, records ``(k, s)`` in
+:attr:`Chains.failures`, fills its later draws with NaN, sets its ``nonfinite`` sample statistic,
+and keeps the other chains going.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,62 +33,14 @@ from tqdm.auto import tqdm
 
 from bayesdepth._validation import check_choice, check_positive_int
 
+from .chains import Chains
+from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint, state_dict, to_device
 from .potentials import Potential
-from .samplers._tree import chain_where, check_params
+from .recorder import Recorder
+from .samplers._tree import chain_where, check_params, leaves
 from .samplers.base import Sampler, SamplerState
-from .samplers.schedules import Schedule
 
 __all__ = ["Chains", "sample"]
-
-_CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class Chains:
-    """The result of :func:`sample`.
-
-    Attributes:
-        draws: ``{name: tensor (chains, draws, *shape)}`` on the CPU, constrained space.
-        stats: ``{name: tensor (chains, draws)}``: potential, grad_norm, lr, temperature,
-            nonfinite, and any extra statistics the sampler reports (e.g. grad_noise, grad_sq).
-        failures: ``(chain, step)`` pairs where a non-finite value stopped a chain.
-        observed_data: the potential's observed data, if it knows it.
-        state: the sampler state after the last step (on the chains' device).
-        steps: the total number of sampler steps taken.
-    """
-
-    draws: dict[str, torch.Tensor]
-    stats: dict[str, torch.Tensor]
-    failures: list[tuple[int, int]] = field(default_factory=list)
-    observed_data: dict[str, torch.Tensor] | None = None
-    state: Any = None
-    steps: int = 0
-
-    @property
-    def num_chains(self) -> int:
-        return next(iter(self.draws.values())).shape[0]
-
-    @property
-    def num_draws(self) -> int:
-        return next(iter(self.draws.values())).shape[1]
-
-    def to_arviz(self, **kwargs: Any) -> Any:
-        """ArviZ ``InferenceData`` (see :func:`bayesdepth.inference.diagnostics.to_arviz`)."""
-        from .diagnostics import to_arviz
-
-        return to_arviz(self, **kwargs)
-
-
-def _state_dict(state: SamplerState) -> dict[str, Any]:
-    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
-
-
-def _to_device(tree: Any, device: torch.device) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.to(device)
-    if isinstance(tree, Mapping):
-        return {k: _to_device(v, device) for k, v in tree.items()}
-    return tree
 
 
 def _make_generator(seed, generator, device: torch.device) -> torch.Generator:
@@ -108,43 +63,63 @@ def _make_generator(seed, generator, device: torch.device) -> torch.Generator:
     return g
 
 
-def _resolve_device(device, potential: Potential, init) -> torch.device:
+def _resolve_device(device, potential: Potential, start: Any) -> torch.device:
     if device is not None:
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r} but CUDA is not available")
         return device
-    if init is not None:
-        first = init if isinstance(init, torch.Tensor) else next(iter(init.values()))
+    if isinstance(start, torch.Tensor | Mapping):
+        first = leaves(start)[0]
         if isinstance(first, torch.Tensor):
             return first.device
     return potential.device or torch.device("cpu")
 
 
-class _Recorder:
-    """Collects draws and stats per step on the device; flushes them to the host in chunks."""
+def _check_state(state: Any, sampler: Sampler, num_chains: int, device: torch.device):
+    """A warm-start state: the sampler's own state type and chain count, moved to ``device``."""
+    expected = type(sampler.init(state.params)) if isinstance(state, SamplerState) else None
+    if expected is None or type(state) is not expected:
+        raise TypeError(
+            f"state must be a {expected.__name__ if expected else 'SamplerState'} from "
+            f"{type(sampler).__name__} (e.g. chains.state of an earlier run), got "
+            f"{type(state).__name__}"
+        )
+    chains = check_params(state.params, "state.params")
+    if chains != num_chains:
+        raise ValueError(
+            f"state holds {chains} chains (leading dimension), expected num_chains={num_chains}"
+        )
+    moved = {k: to_device(v, device) for k, v in state_dict(state).items() if k != "step"}
+    return state.replace(**moved)
 
-    def __init__(self, chunk_size: int, host: dict[str, list[torch.Tensor]] | None = None):
-        self.chunk_size = chunk_size
-        self.pending: dict[str, list[torch.Tensor]] = {}
-        self.host: dict[str, list[torch.Tensor]] = host or {}
-        self.count = sum(x.shape[1] for x in next(iter(self.host.values()), []))
 
-    def add(self, values: dict[str, torch.Tensor]) -> None:
-        for k, v in values.items():
-            self.pending.setdefault(k, []).append(v.detach())
-        self.count += 1
-        if len(next(iter(self.pending.values()))) >= self.chunk_size:
-            self.flush()
+def _finite_per_chain(state: SamplerState) -> torch.Tensor:
+    """Whether every floating entry of a state is finite, per chain (shape (chains,))."""
+    ok = None
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if value is None or isinstance(value, int | float):
+            continue
+        for leaf in leaves(value):
+            if leaf.is_floating_point():
+                finite = torch.isfinite(leaf.reshape(leaf.shape[0], -1)).all(-1)
+                ok = finite if ok is None else ok & finite
+    return ok
 
-    def flush(self) -> None:
-        for k, v in self.pending.items():
-            self.host.setdefault(k, []).append(torch.stack(v, dim=1).cpu())
-        self.pending = {}
 
-    def result(self) -> dict[str, torch.Tensor]:
-        self.flush()
-        return {k: torch.cat(v, dim=1) for k, v in self.host.items()}
+def _planned_steps(sampler: Sampler, start: int, warmup: int, num_draws: int,
+                   thin: int) -> int | None:
+    """Steps the run needs after step ``start`` (None when the schedule cannot tell); raises
+    when no draw can be kept, naming the arguments."""
+    try:
+        after = sampler.lr.steps_for(num_draws * thin, start=start + warmup)
+    except ValueError as exc:
+        raise ValueError(
+            f"sample(num_draws={num_draws}, thin={thin}, warmup={warmup}) can never keep a "
+            f"draw with lr={sampler.lr!r}: {exc}"
+        ) from None
+    return None if after is None else warmup + after
 
 
 def sample(
@@ -164,6 +139,7 @@ def sample(
     resume: bool = True,
     on_nonfinite: str = "raise",
     chunk_size: int = 256,
+    state: SamplerState | None = None,
 ) -> Chains:
     """Run ``num_chains`` chains of ``sampler`` on ``potential`` as one batched computation.
 
@@ -177,16 +153,26 @@ def sample(
         thin: keep every ``thin``-th eligible step.
         init: initial parameters ``{name: (chains, *shape)}`` (unconstrained); None draws them with
             ``potential.init`` from the run's generator.
-        device: where the chains run; default: where ``init`` or the potential's data live.
-        seed, generator: the run's randomness (give one; a generator must be on ``device``).
+        device: where the chains run; default: where ``init`` (or ``state``) or the potential's
+            data live.
+        seed: seeds the run's randomness (give ``seed`` or ``generator``, not both).
+        generator: the run's ``torch.Generator`` instead of a seed (on ``device``).
         progress: show a tqdm bar with the running mean potential.
         checkpoint: a folder; every ``checkpoint_every`` draws the run is saved there, and with
             ``resume=True`` an existing checkpoint is continued.
         on_nonfinite: ``"raise"`` or ``"stop_chain"`` (see the module docstring).
         chunk_size: draws kept on the device before they are copied to the host.
+        state: a warm start instead of ``init``: a state of this sampler (e.g. ``chains.state``
+            of an earlier run, whose pSGLD preconditioner, SGHMC velocity or SGD momentum it
+            keeps; with ``PSGLD(adapt=False)`` the preconditioner stays frozen). Its step
+            counter goes on (schedules continue where they were); ``warmup`` counts from it.
 
     Returns:
         :class:`Chains` with draws and statistics on the CPU.
+
+    Raises:
+        ValueError: for arguments out of range (named), or a schedule with which no draw could
+            ever be kept (e.g. a cyclical schedule without sampling steps).
     """
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler must be a Sampler (SGLD(...), SGD(...), ...), got {sampler!r}")
@@ -201,75 +187,73 @@ def sample(
     check_choice("on_nonfinite", on_nonfinite, ("raise", "stop_chain"))
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
-
-    device = _resolve_device(device, potential, init)
+    if state is not None and init is not None:
+        raise ValueError("give init (parameters) or state (a warm start), not both")
+    device = _resolve_device(device, potential, init if state is None else state.params)
     if potential.device is not None and potential.device != device:
         potential = potential.to(device)
     gen = _make_generator(seed, generator, device)
-    if init is None:
-        params = potential.init(num_chains, gen)
+    if state is not None:
+        state = _check_state(state, sampler, num_chains, device)
     else:
-        params = _to_device(potential.check_init(init, num_chains), device)
-    if check_params(params, "init") != num_chains:
-        raise ValueError(
-            f"init has {check_params(params, 'init')} chains (leading dimension), "
-            f"expected num_chains={num_chains}"
-        )
-    state = sampler.init(params)
+        if init is None:
+            params = potential.init(num_chains, gen)
+        else:
+            params = to_device(potential.check_init(init, num_chains), device)
+        if check_params(params, "init") != num_chains:
+            raise ValueError(
+                f"init has {check_params(params, 'init')} chains (leading dimension), "
+                f"expected num_chains={num_chains}"
+            )
+        state = sampler.init(params)
     grad_fn = potential.grad_fn(num_chains)
+    start = state.step
 
     alive = torch.ones(num_chains, dtype=torch.bool, device=device)
     failures: list[tuple[int, int]] = []
     eligible = 0
-    recorder = _Recorder(chunk_size)
-    path = Path(checkpoint) / _CHECKPOINT if checkpoint is not None else None
+    recorder = Recorder(chunk_size)
+    path = Path(checkpoint) / CHECKPOINT if checkpoint is not None else None
     if path is not None and resume and path.exists():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt["num_chains"] != num_chains or ckpt["sampler"] != type(sampler).__name__:
-            raise ValueError(
-                f"checkpoint {path} holds {ckpt['num_chains']} chains of {ckpt['sampler']}, "
-                f"but this run asks for {num_chains} chains of {type(sampler).__name__}; "
-                "use another folder or resume=False"
-            )
-        state = type(state)(**_to_device(ckpt["state"], device))
+        ckpt = load_checkpoint(path, type(sampler).__name__, num_chains)
+        state = type(state)(**to_device(ckpt["state"], device))
         gen.set_state(ckpt["generator"])
         alive = ckpt["alive"].to(device)
         failures = [tuple(f) for f in ckpt["failures"]]
         eligible = ckpt["eligible"]
-        recorder = _Recorder(chunk_size, {k: [v] for k, v in ckpt["draws"].items()})
+        start = ckpt.get("start", 0)
+        recorder = Recorder(chunk_size, {k: [v] for k, v in ckpt["draws"].items()})
+    planned = _planned_steps(sampler, start, warmup, num_draws, thin)
 
     def save() -> None:
         recorder.flush()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+        save_checkpoint(path, {
             "num_chains": num_chains,
             "sampler": type(sampler).__name__,
-            "state": _to_device(_state_dict(state), torch.device("cpu")),
+            "state": state_dict(state),
             "generator": gen.get_state(),
-            "alive": alive.cpu(),
+            "alive": alive,
             "failures": [list(f) for f in failures],
             "eligible": eligible,
+            "start": start,
             "draws": {k: torch.cat(v, dim=1) for k, v in recorder.host.items()},
-        }
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        })
 
-    cyclical = type(sampler.lr).sampling is not Schedule.sampling
-    total = None if cyclical else warmup + num_draws * thin
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc=type(sampler).__name__)
+    bar = tqdm(total=planned, initial=state.step - start, disable=not progress,
+               desc=type(sampler).__name__)
     try:
         while recorder.count < num_draws:
             step = state.step
             new_state, info = sampler.step(state, grad_fn, gen)
             finite = torch.isfinite(info["potential"]) & torch.isfinite(info["grad_norm"])
+            finite = finite & _finite_per_chain(new_state)
             bad = alive & ~finite
             if bool(bad.any()):
                 chains = bad.nonzero().flatten().tolist()
                 if on_nonfinite == "raise":
                     raise FloatingPointError(
-                        f"non-finite potential or gradient in chain(s) {chains} at step {step}; "
-                        "lower the step size, or pass on_nonfinite='stop_chain'"
+                        f"non-finite potential, gradient or update in chain(s) {chains} at step "
+                        f"{step}; lower the step size, or pass on_nonfinite='stop_chain'"
                     )
                 failures.extend((c, step) for c in chains)
                 alive = alive & finite
@@ -286,24 +270,12 @@ def sample(
                 pot = info["potential"][alive]
                 running = float(pot.mean()) if pot.numel() else float("nan")
                 bar.set_postfix(potential=f"{running:.4g}", refresh=False)
-            if state.step <= warmup or not sampler.lr.sampling(step):
+            if state.step - start <= warmup or not sampler.lr.sampling(step):
                 continue
             eligible += 1
             if eligible % thin:
                 continue
-            record = {f"draw:{k}": v for k, v in potential.constrain(state.params).items()}
-            nan = torch.tensor(float("nan"), device=device)
-            for k, v in record.items():
-                mask = alive.reshape((-1,) + (1,) * (v.dim() - 1))
-                record[k] = torch.where(mask, v, nan.to(v.dtype))
-            for k, v in info.items():
-                if isinstance(v, float):
-                    v = torch.tensor(v, device=device, dtype=torch.float64)
-                elif not isinstance(v, torch.Tensor):
-                    v = torch.as_tensor(v, device=device)
-                record[f"stat:{k}"] = v.expand(num_chains) if v.dim() == 0 else v
-            record["stat:nonfinite"] = ~alive
-            recorder.add(record)
+            recorder.add(_record(potential, state, info, alive, device))
             if path is not None and recorder.count % checkpoint_every == 0:
                 save()
     finally:
@@ -316,4 +288,24 @@ def sample(
         observed_data=potential.observed_data,
         state=state,
         steps=state.step,
+        potential=potential,
     )
+
+
+def _record(potential: Potential, state: SamplerState, info: dict, alive: torch.Tensor,
+            device: torch.device) -> dict[str, torch.Tensor]:
+    """One draw of every chain (NaN for stopped chains) and the step's statistics."""
+    num_chains = alive.shape[0]
+    record = {f"draw:{k}": v for k, v in potential.constrain(state.params).items()}
+    nan = torch.tensor(float("nan"), device=device)
+    for k, v in record.items():
+        mask = alive.reshape((-1,) + (1,) * (v.dim() - 1))
+        record[k] = torch.where(mask, v, nan.to(v.dtype))
+    for k, v in info.items():
+        if isinstance(v, float):
+            v = torch.tensor(v, device=device, dtype=torch.float64)
+        elif not isinstance(v, torch.Tensor):
+            v = torch.as_tensor(v, device=device)
+        record[f"stat:{k}"] = v.expand(num_chains) if v.dim() == 0 else v
+    record["stat:nonfinite"] = ~alive
+    return record

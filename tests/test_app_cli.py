@@ -107,6 +107,14 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     assert "invalid int value: 'many'" in capsys.readouterr().err
 
 
+def strict_loads(text):
+    """JSON that must be strict: NaN and Infinity are errors."""
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_sample_then_diagnose(tmp_path):
     out = tmp_path / "chains"
     code, stdout, stderr = run_cli(
@@ -114,25 +122,121 @@ def test_sample_then_diagnose(tmp_path):
         "--warmup", "20", "--out", str(out), "--quiet", "--json",
     )
     assert code == 0, stderr
-    summary = json.loads(stdout)
+    summary = strict_loads(stdout)
     assert summary["chains"] == 2 and summary["draws"] == 20
+    assert summary["lr_source"] == "pilot" and summary["converged"] is False
+    assert "bayesdepth: warning: not converged" in stderr  # 20 draws: far from 100 per chain
     idata = az.from_netcdf(out / "posterior.nc")
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 20
-    assert (out / "summary.csv").read_text().startswith(",mean,sd")
+    assert {"log_likelihood", "observed_data"} <= set(idata.groups())
+    assert list(idata.observed_data.data_vars) == ["y"]
+    headline = (out / "summary.csv").read_text().splitlines()
+    assert headline[0].startswith(",mean,sd") and headline[1].startswith("f_probe[0]")
+    assert "layers.0.weight" in (out / "summary_appendix.csv").read_text()
+    page = (out / "index.html").read_text()
+    assert "banner bad" in page and "NOT converged" in page
     assert_png(out / "trace.png")
     assert_png(out / "rank.png")
 
     code, stdout, stderr = run_cli("diagnose", str(out / "posterior.nc"), "--out",
                                    str(tmp_path / "diag"))
     assert code == 0, stderr
-    assert "r_hat" in stdout
+    assert "r_hat" in stdout and "f_probe[0]" in stdout
+    assert "bayesdepth: warning: not converged" in stderr
     for name in ("trace.png", "rank.png", "forest.png"):
         assert_png(tmp_path / "diag" / name)
 
 
+def _regression_csv(path, rows=300):
+    """An ordinary regression table: 300 rows, 2 features, a target in its own units."""
+    import math
+    import random
+
+    rng = random.Random(0)
+    lines = ["rooms,area,price"]
+    for _ in range(rows):
+        rooms, area = rng.uniform(0, 10), rng.gauss(50, 10)
+        price = 1000 + 80 * rooms + 3 * area + 5 * math.sin(rooms) * area + rng.gauss(0, 40)
+        lines.append(f"{rooms:.3f},{area:.2f},{price:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_sample_works_by_default_on_an_ordinary_csv(tmp_path, capsys):
+    """The command of issue 12 with default settings: a stable step size from the pilot, no
+    chain lost, finite R-hat on the function-space probes, strict JSON."""
+    data = _regression_csv(tmp_path / "reg.csv")
+    out = tmp_path / "run"
+    code = main(["sample", "--data", str(data), "--target", "price", "--chains", "4",
+                 "--draws", "300", "--warmup", "1000", "--out", str(out), "--quiet", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = strict_loads(captured.out)
+    assert summary["lr_source"] == "pilot" and summary["failed_chains"] == []
+    assert summary["pilot"][-1][1] == "stable"
+    assert summary["max_rhat"] is not None and summary["max_rhat"] < 10
+    table = (out / "summary.csv").read_text().splitlines()
+    assert len(table) == 6 and all(row.startswith("f_probe") for row in table[1:])
+    strict_loads((out / "run.json").read_text())
+
+
+def _poisoned_sgld(lr):
+    """An SGLD that turns chain 1 to NaN at step 3 (a chain that diverges)."""
+    from bayesdepth.inference import SGLD
+
+    class Poisoned(SGLD):
+        def step(self, state, grad_fn, generator=None):
+            new, info = super().step(state, grad_fn, generator)
+            if state.step == 3:
+                params = {k: v.clone() for k, v in new.params.items()}
+                params[next(iter(params))][1] = float("nan")
+                new = new.replace(params=params)
+            return new, info
+
+    return Poisoned(lr)
+
+
+def test_sample_names_the_chains_that_failed(tmp_path, capsys, monkeypatch):
+    from bayesdepth.app import recipes
+
+    monkeypatch.setattr(recipes, "make_sampler",
+                        lambda name, lr, temperature=1.0: _poisoned_sgld(lr))
+    out = tmp_path / "run"
+    code = main(["sample", "--chains", "4", "--draws", "10", "--warmup", "5", "--lr", "1e-4",
+                 "--out", str(out), "--quiet", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert ("1 of 4 chains stopped at a non-finite value (chain 1 at step 3); the diagnostics "
+            "use the other 3") in captured.err
+    summary = strict_loads(captured.out)
+    assert summary["failed_chains"] == [1] and summary["failures"] == [[1, 3]]
+    assert az.from_netcdf(out / "posterior.nc").posterior.sizes["chain"] == 3
+
+
+def test_sample_fails_in_one_line_when_every_chain_fails(tmp_path, capsys):
+    code = main(["sample", "--chains", "3", "--draws", "5", "--warmup", "0", "--lr", "1e6",
+                 "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert err.startswith("bayesdepth: failed: all 3 chains stopped at a non-finite value")
+    assert "--lr" in err and len(err.splitlines()) == 1
+
+
+def test_sample_with_minibatches_on_the_bayesian_mlp(tmp_path, capsys):
+    """--batch-size on the package's own model (once an IndexError from its deterministic f)."""
+    out = tmp_path / "run"
+    code = main(["sample", "--batch-size", "16", "--chains", "2", "--draws", "10", "--warmup",
+                 "5", "--lr", "1e-4", "--out", str(out), "--quiet", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert list(idata.observed_data.data_vars) == ["y"]
+    assert idata.log_likelihood["y"].shape[:2] == (2, 10)
+
+
 def test_sample_checkpoint_and_resume(tmp_path):
     """Six draws with checkpoints, then --resume to twelve: the same as twelve in one go."""
-    common = ["sample", "--chains", "2", "--warmup", "5", "--quiet"]
+    common = ["sample", "--chains", "2", "--warmup", "5", "--lr", "1e-4", "--quiet"]
     ckpt = tmp_path / "ckpt"
     code, _, stderr = run_cli(*common, "--draws", "12", "--out", str(tmp_path / "whole"))
     assert code == 0, stderr
@@ -224,7 +328,7 @@ def test_langevin(tmp_path):
     code, stdout, stderr = run_cli("langevin", "--chains", "16", "--steps", "200", "--out",
                                    str(tmp_path), "--quiet", "--json")
     assert code == 0, stderr
-    summary = json.loads(stdout)
+    summary = strict_loads(stdout)
     assert summary["relative_error"] < 0.5
     assert_png(tmp_path / "sgd_covariance.png")
 
@@ -233,9 +337,12 @@ def test_demo_quick_writes_report(tmp_path):
     code, stdout, stderr = run_cli("demo", "--quick", "--out", str(tmp_path), "--quiet",
                                    "--json")
     assert code == 0, stderr
-    summary = json.loads(stdout)
+    summary = strict_loads(stdout)
     assert summary["quick"] is True
     page = (tmp_path / "index.html").read_text()
+    # 20 draws cannot converge, and the report says so plainly, first thing on the page
+    assert summary["sgld_converged"] is False
+    assert page.index("The 4 SGLD chains have NOT converged") < page.index("<img")
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert len(pngs) >= 6
     for name in pngs:

@@ -28,11 +28,14 @@ def regression_model(x, y, batch_size=None):
 
 
 def _manual_potential(params, x, y, idx):
+    """The log joint written out by hand; ``idx`` is (B,) for all chains or (chains, B)."""
     w, log_sigma = params["w"], params["sigma"]
     sigma = log_sigma.exp()
     lp = dist.Normal(0.0, 1.0).log_prob(w).sum(-1) + dist.HalfNormal(1.0).log_prob(sigma)
-    lik = dist.Normal(w @ x[idx].T, sigma[:, None]).log_prob(y[idx]).sum(-1)
-    return -(lp + log_sigma + (N / len(idx)) * lik)  # log|d sigma / d log sigma| = log sigma
+    idx = idx.expand(w.shape[0], -1)
+    mean = torch.einsum("kbd,kd->kb", x[idx], w)
+    lik = dist.Normal(mean, sigma[:, None]).log_prob(y[idx]).sum(-1)
+    return -(lp + log_sigma + (N / idx.shape[-1]) * lik)  # log|d sigma / d log sigma| = log sigma
 
 
 def test_pyro_potential_value_jacobian_and_scaling(data):
@@ -45,7 +48,9 @@ def test_pyro_potential_value_jacobian_and_scaling(data):
     assert params["w"].shape == (5, 2) and params["w"].abs().max() <= 2
     batch = pot.sample_batch(5, g)
     idx = batch["data"]
-    assert idx.shape == (B,) and len(set(idx.tolist())) == B
+    assert idx.shape == (5, B)  # one minibatch per chain, B distinct indices each
+    assert all(len(set(row.tolist())) == B for row in idx)
+    assert len({tuple(row.tolist()) for row in idx}) == 5
     value, _ = pot(params, batch)
     torch.testing.assert_close(value, _manual_potential(params, x, y, idx))
     looped = pyro_potential(regression_model, x, y, batch_size=B, vectorize=False)
@@ -193,3 +198,100 @@ def test_models_vmap_cannot_run_fall_back_to_a_loop_with_a_warning():
     ]
     torch.testing.assert_close(value, torch.stack(expected).double())
     assert not pot.vectorize
+
+
+# ------------------------------------------------------------------ minibatches and draws
+@pytest.mark.parametrize(("size", "batch"), [(12, 2), (12, 9)], ids=["redraw", "keys"])
+def test_subsample_indices_are_uniform_subsets(size, batch):
+    """Both methods (repeats redrawn for 4 B <= N, top-B keys otherwise): every row distinct,
+    each index with probability B/N and each pair with B(B-1)/(N(N-1)), within 4 standard
+    errors over 40000 rows."""
+    from bayesdepth.inference.potentials import subsample_indices
+
+    rows = subsample_indices(size, batch, 40000, torch.Generator().manual_seed(0), "cpu")
+    assert rows.shape == (40000, batch)
+    assert (rows.sort(-1).values.diff(dim=-1) > 0).all()  # distinct inside every row
+    hits = torch.zeros(40000, size).scatter_(1, rows, 1.0)
+    p1 = batch / size
+    se1 = (p1 * (1 - p1) / 40000) ** 0.5
+    assert ((hits.mean(0) - p1).abs() < 4 * se1).all()
+    pairs = (hits.T @ hits / 40000)[torch.triu_indices(size, size, 1).unbind()]
+    p2 = batch * (batch - 1) / (size * (size - 1))
+    se2 = (p2 * (1 - p2) / 40000) ** 0.5
+    assert ((pairs - p2).abs() < 4.5 * se2).all()  # 66 pairs: the largest of 66 |z|
+
+
+def deterministic_model(x, y, batch_size=None):
+    """The regression with a deterministic mean declared without event_dim (as users write)."""
+    w = pyro.sample("w", dist.Normal(torch.zeros(2, dtype=x.dtype), 1.0).to_event(1))
+    sigma = pyro.sample("sigma", dist.HalfNormal(torch.tensor(1.0, dtype=x.dtype)))
+    with pyro.plate("data", x.shape[0], subsample_size=batch_size) as idx:
+        mean = pyro.deterministic("mean", x[idx] @ w)
+        pyro.sample("obs", dist.Normal(mean, sigma), obs=y[idx])
+
+
+def test_observed_data_holds_only_observed_sites(data):
+    x, y = data
+    pot = pyro_potential(deterministic_model, x, y, batch_size=5)
+    assert set(pot.observed_data) == {"obs"} and torch.equal(pot.observed_data["obs"], y)
+    assert set(pot.deterministic_sites) == {"mean"}
+
+
+def test_pointwise_log_likelihood_is_pyros_log_prob_at_the_draw(data):
+    """Every row of a subsampled plate (24 rows in chunks of 5, the last one overlapping),
+    every draw: the log-likelihood and the deterministic site equal Pyro's own trace."""
+    from pyro import poutine
+
+    x, y = data
+    pot = pyro_potential(deterministic_model, x, y, batch_size=5)
+    chains = sample(pot, SGLD(1e-3), num_chains=3, num_draws=4, seed=0)
+    pointwise = pot.pointwise(chains.draws, chunk_size=5)
+    assert pointwise.log_likelihood["obs"].shape == (3, 4, N)
+    assert pointwise.derived["mean"].shape == (3, 4, N)
+    for c, d in [(0, 0), (1, 3), (2, 2)]:
+        draw = {k: v[c, d] for k, v in chains.draws.items()}
+        full = poutine.trace(poutine.condition(deterministic_model, draw)).get_trace(x, y)
+        site = full.nodes["obs"]
+        torch.testing.assert_close(pointwise.log_likelihood["obs"][c, d],
+                                   site["fn"].log_prob(site["value"]))
+        torch.testing.assert_close(pointwise.derived["mean"][c, d], full.nodes["mean"]["value"])
+
+
+def test_posterior_predictive_and_prior_draws(data):
+    """Predictive draws are y ~ N(x w, sigma^2) at each draw: the standardised residuals have
+    mean 0 and variance 1 (4 standard errors); prior draws of w are N(0, 1)."""
+    x, y = data
+    pot = pyro_potential(regression_model, x, y, batch_size=5)
+    chains = sample(pot, SGLD(1e-3), num_chains=4, num_draws=50, seed=0)
+    predictive = pot.posterior_predictive(chains.draws, seed=0)
+    assert predictive["obs"].shape == (4, 50, N)
+    assert torch.equal(pot.posterior_predictive(chains.draws, seed=0)["obs"], predictive["obs"])
+    mean = torch.einsum("kdi,ni->kdn", chains.draws["w"], x)
+    z = ((predictive["obs"] - mean) / chains.draws["sigma"][..., None]).flatten()
+    se = (1 / z.numel()) ** 0.5
+    assert abs(float(z.mean())) < 4 * se and abs(float(z.var()) - 1) < 4 * 2**0.5 * se
+    prior = pot.prior(4000, seed=0)
+    assert prior["w"].shape == (4000, 2) and prior["sigma"].shape == (4000,)
+    assert (prior["w"].mean(0).abs() < 4 / 4000**0.5).all()
+    assert ((prior["w"].var(0) - 1).abs() < 4 * (2 / 4000) ** 0.5).all()
+
+
+def test_bayesian_mlp_minibatches_vectorised_over_chains():
+    """The package's own model with subsample_size: one vmap over chains, observed data is y
+    only (its deterministic "f" is derived, not observed), draws evaluate on every row."""
+    import bayesdepth as bd
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    net = bd.BayesianMLP(2, 3, hidden=(8,), likelihood=bd.Categorical(), seed=0)
+    pot = pyro_potential(net.model, x, y, subsample_size=16)
+    assert set(pot.observed_data) == {"y"} and torch.equal(pot.observed_data["y"], y)
+    chains = sample(pot, SGLD(1e-4), num_chains=3, num_draws=5, seed=0)
+    assert pot.vectorize  # vmap worked: no loop over chains
+    pointwise = pot.pointwise(chains.draws)
+    assert pointwise.log_likelihood["y"].shape == (3, 5, 40)
+    assert pointwise.derived["f"].shape == (3, 5, 40, 3)
+    logits = pointwise.derived["f"][1, 2]
+    torch.testing.assert_close(pointwise.log_likelihood["y"][1, 2],
+                               dist.Categorical(logits=logits).log_prob(y))

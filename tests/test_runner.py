@@ -210,3 +210,98 @@ def test_tensor_params_without_shapes():
 
     chains = sample(Plain(), SGHMC(0.05), num_chains=3, num_draws=5, seed=0)
     assert chains.draws["theta"].shape == (3, 5, 2)
+
+
+class SteepPotential(GaussianPotential):
+    """U = c theta^2 / 2 with c = 1e300: the potential and gradient at the start are finite, the
+    first update overflows to -inf/inf."""
+
+    def __call__(self, params, batch=None):
+        return 0.5e300 * (params["theta"] ** 2).sum(-1), None
+
+    def init(self, num_chains, generator):
+        theta = torch.full((num_chains, 2), 0.5, dtype=torch.float64)
+        theta[0] = 0.0  # chain 0 sits at the minimum: its update stays finite
+        return {"theta": theta}
+
+
+def test_an_update_that_overflows_stops_the_chain_at_step_0():
+    """The old potential and gradient are finite; the new state is not: the chain stops at the
+    step that produced it (step 0), it is not kept as a 'finite' -inf state."""
+    pot = SteepPotential()
+    with pytest.raises(FloatingPointError, match=r"update in chain\(s\) \[1, 2\] at step 0"):
+        sample(pot, SGD(1e10), num_chains=3, num_draws=4, seed=0)
+    chains = sample(pot, SGD(1e10), num_chains=3, num_draws=4, seed=0, on_nonfinite="stop_chain")
+    assert chains.failures == [(1, 0), (2, 0)]
+    assert torch.isnan(chains.draws["theta"][1:]).all()
+    assert torch.isfinite(chains.draws["theta"][0]).all()
+    torch.testing.assert_close(chains.state.params["theta"][1:], pot.init(3, None)["theta"][1:])
+    assert chains.failed_chains == [1, 2]
+    assert chains.describe_failures() == "chain 1 at step 0, chain 2 at step 0"
+
+
+def test_nonfinite_potential_at_step_0_is_reported_as_step_0():
+    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[2\] at step 0"):
+        sample(GaussianPotential(fail_at=(2, 0)), SGLD(0.05), num_chains=3, num_draws=3, seed=0)
+
+
+def test_healthy_and_select_keep_the_right_chains():
+    pot = GaussianPotential(fail_at=(1, 4))
+    chains = sample(pot, SGHMC(0.05), num_chains=3, num_draws=10, seed=0, on_nonfinite="stop_chain")
+    healthy = chains.healthy()
+    assert healthy.num_chains == 2 and healthy.failures == []
+    assert torch.equal(healthy.draws["theta"], chains.draws["theta"][[0, 2]])
+    assert torch.equal(healthy.state.velocity["theta"], chains.state.velocity["theta"][[0, 2]])
+    picked = chains.select([1])
+    assert picked.failures == [(0, 4)] and picked.num_chains == 1
+    with pytest.raises(ValueError, match="chains must lie in"):
+        chains.select([3])
+    all_failed = sample(SteepPotential(), SGD(1e10), num_chains=2, num_draws=2, seed=0,
+                        on_nonfinite="stop_chain", init={"theta": torch.ones(2, 2).double()})
+    with pytest.raises(FloatingPointError, match="all 2 chains stopped"):
+        all_failed.healthy()
+
+
+# ------------------------------------------------------------------ warm starts
+def test_warm_start_keeps_a_frozen_psgld_preconditioner():
+    pot = GaussianPotential(noise=0.3)
+    adapted = sample(pot, PSGLD(0.01), num_chains=3, num_draws=50, seed=0)
+    frozen = sample(pot, PSGLD(0.01, adapt=False), num_chains=3, num_draws=20, seed=1,
+                    state=adapted.state)
+    assert torch.equal(frozen.state.square_avg["theta"], adapted.state.square_avg["theta"])
+    assert frozen.steps == adapted.steps + 20  # the step counter goes on
+    assert not torch.equal(frozen.draws["theta"][:, 0], adapted.draws["theta"][:, -1])
+
+
+def test_warm_start_continues_the_chains():
+    """50 + 50 SGHMC steps from the first run's state and generator = 100 in one run."""
+    pot = GaussianPotential(noise=0.3)
+    whole = sample(pot, SGHMC(0.05), num_chains=2, num_draws=100, generator=_gen(5))
+    gen = _gen(5)
+    first = sample(pot, SGHMC(0.05), num_chains=2, num_draws=50, generator=gen)
+    second = sample(pot, SGHMC(0.05), num_chains=2, num_draws=50, generator=gen,
+                    state=first.state)
+    assert torch.equal(torch.cat([first.draws["theta"], second.draws["theta"]], 1),
+                       whole.draws["theta"])
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ("psgld", TypeError, "state must be a SGHMCState"),
+        ("chains", ValueError, "state holds 3 chains"),
+        ("both", ValueError, "init .* or state"),
+    ],
+)
+def test_bad_warm_start(state, error, match):
+    pot = GaussianPotential()
+    psgld = sample(pot, PSGLD(0.01), num_chains=3, num_draws=2, seed=0).state
+    sghmc = sample(pot, SGHMC(0.01), num_chains=3, num_draws=2, seed=0).state
+    kwargs = {"psgld": dict(state=psgld), "chains": dict(state=sghmc, num_chains=2),
+              "both": dict(state=sghmc, init=pot.init(3, None))}[state]
+    with pytest.raises(error, match=match):
+        sample(pot, SGHMC(0.01), **{"num_chains": 3, "num_draws": 2, **kwargs})

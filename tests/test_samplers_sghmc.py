@@ -71,3 +71,68 @@ def test_sghmc_bad_input():
     state = sampler.init(torch.zeros(2, 1))
     with pytest.raises(ValueError, match="noise_estimate"):
         sampler.step(state, lambda p, g: (p, p.sum(-1)), None)
+
+
+def _anisotropic_grad_fn(noise_var):
+    """Gradient noise with a different variance per coordinate (as minibatch noise is)."""
+
+    def grad_fn(theta, generator):
+        noise = noise_var.sqrt() * torch.randn(theta.shape, generator=generator,
+                                               dtype=theta.dtype)
+        return PRECISION * theta + noise, 0.5 * (PRECISION * theta**2).sum(-1)
+
+    return grad_fn
+
+
+def test_per_parameter_noise_estimate_corrects_anisotropic_noise():
+    """V differs 10x between coordinates: the per-coordinate correction gives T / p in each
+    (within 3%); one number (the mean of V) over-corrects some and under-corrects others."""
+    eta, alpha = 0.01, 0.3
+    noise_var = torch.tensor([0.2, 0.9, 2.0], dtype=torch.float64) * alpha / eta  # eta V <= aT
+    grad_fn = _anisotropic_grad_fn(noise_var)
+    sampler = SGHMC(eta, friction=alpha, noise_estimate=noise_var)
+    var, se = _variance(sampler, grad_fn)
+    target = 1.0 / PRECISION
+    assert (se / target).max() < 0.01
+    assert ((var - target).abs() / target).max() < 0.03
+    scalar = SGHMC(eta, friction=alpha, noise_estimate=float(noise_var.mean()))
+    var0, _ = _variance(scalar, grad_fn, num_chains=1000, steps=800)
+    error = (var0 - target) / target
+    assert error.min() < -0.15 and error.max() > 0.15  # wrong on both sides
+
+
+def test_noise_estimate_per_named_parameter():
+    sampler = SGHMC(0.1, friction=0.5, noise_estimate={"a": torch.tensor([0.0, 2.0]), "b": 1.0})
+    params = {"a": torch.zeros(3, 2, dtype=torch.float64), "b": torch.zeros(3, dtype=torch.float64)}
+    state = sampler.init(params)
+
+    def grad_fn(p, gen):
+        return {k: torch.zeros_like(v) for k, v in p.items()}, torch.zeros(3)
+
+    new, _ = sampler.step(state, grad_fn, torch.Generator().manual_seed(0))
+    flat = torch.randn(9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    scale_a = (2 * 0.1 * (0.5 - 0.1 * torch.tensor([0.0, 2.0]) / 2)).sqrt()
+    torch.testing.assert_close(new.velocity["a"], scale_a * flat[:6].view(3, 2))
+    torch.testing.assert_close(new.velocity["b"], (2 * 0.1 * (0.5 - 0.05)) ** 0.5 * flat[6:])
+
+
+@pytest.mark.parametrize(
+    ("noise", "params", "match"),
+    [
+        (torch.tensor([1.0, -1.0]), torch.zeros(2, 2), "entries >= 0"),
+        (torch.tensor([1.0, float("nan")]), torch.zeros(2, 2), "finite"),
+        (torch.ones(3), torch.zeros(2, 2), r"shape \(3,\).*shape \(2,\)"),
+        ({"a": 1.0}, {"b": torch.zeros(2, 1)}, "keys"),
+        (torch.ones(2), {"b": torch.zeros(2, 1)}, "dict of tensors"),
+    ],
+)
+def test_bad_noise_estimate(noise, params, match):
+    with pytest.raises(ValueError, match=match):
+        SGHMC(0.01, noise_estimate=noise).init(params)
+
+
+def test_too_large_tensor_noise_estimate_is_named():
+    sampler = SGHMC(0.1, friction=0.1, noise_estimate=torch.tensor([0.1, 10.0]))
+    state = sampler.init(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"largest entry 10"):
+        sampler.step(state, lambda p, g: (p, p.sum(-1)), None)

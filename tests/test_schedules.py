@@ -76,3 +76,54 @@ def test_runner_keeps_draws_only_in_sampling_phases():
     assert all(float(v) in sampling_lrs for v in lrs)
     assert chains.stats["temperature"].min() == 1.0  # never an exploration (noise-free) step
     assert chains.steps == 60  # 30 draws, 5 sampling steps out of every 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "length"),
+    [
+        ({"num_steps": 10, "num_cycles": 20}, 1),  # more cycles than steps: cycles of 1 step
+        ({"num_steps": 40, "num_cycles": 10, "explore_fraction": 0.8}, 4),  # 0.8 of 4 steps
+        ({"num_steps": 10, "num_cycles": 5, "explore_fraction": 0.6}, 2),
+    ],
+)
+def test_cyclical_without_a_sampling_step_is_refused_when_built(kwargs, length):
+    """The cases that made sample() loop forever: now an error naming the arguments."""
+    with pytest.raises(ValueError, match=rf"cycles of {length} step\(s\) with no sampling step"):
+        CyclicalCosine(0.1, **kwargs)
+    CyclicalCosine(0.1, **{**kwargs, "explore_fraction": 0.0})  # all-sampling cycles are fine
+
+
+class NeverSampling(Constant):
+    """A user schedule whose period has no sampling step."""
+
+    period = 3
+
+    def sampling(self, step):
+        return False
+
+
+def test_sample_refuses_a_schedule_that_never_keeps_a_draw():
+    with pytest.raises(ValueError, match=r"num_draws=5, thin=2.*can never keep a draw"):
+        sample(GaussianPotential(), SGLD(NeverSampling(0.1)), num_chains=2, num_draws=5, thin=2)
+
+
+@pytest.mark.parametrize(("warmup", "draws", "thin"), [(0, 30, 1), (7, 11, 3), (13, 1, 5)])
+def test_steps_for_counts_the_steps_a_run_takes(warmup, draws, thin):
+    schedule = CyclicalCosine(0.05, num_steps=40, num_cycles=4, explore_fraction=0.5)
+    chains = sample(GaussianPotential(), SGLD(schedule), num_chains=1, num_draws=draws,
+                    warmup=warmup, thin=thin, seed=0)
+    assert chains.steps == warmup + schedule.steps_for(draws * thin, start=warmup)
+    assert Constant(0.1).steps_for(7, start=3) == 7
+
+
+def test_a_schedule_of_unknown_period_still_runs():
+    """A user schedule that overrides sampling() without a period: no plan, no error."""
+
+    class EveryOther(Constant):
+        def sampling(self, step):
+            return step % 2 == 1
+
+    assert EveryOther(0.1).steps_for(3) is None
+    chains = sample(GaussianPotential(), SGLD(EveryOther(0.1)), num_chains=1, num_draws=3,
+                    seed=0, progress=True)
+    assert chains.steps == 6

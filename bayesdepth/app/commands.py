@@ -4,14 +4,24 @@ returning a JSON-able summary dict (the parser in :mod:`.cli` only maps flags on
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import recipes
-from .outputs import max_rhat, small_variables, write_diagnostics, write_json
+from .outputs import (
+    convergence_fields,
+    judge,
+    warn,
+    write_diagnostics,
+    write_json,
+    write_plots,
+)
+from .probes import PROBE_NAMES, at_probes, probe_inputs
 from .problems import Problem, load_problem
+from .report import chains_page
 from .runs import Reporter, output_folder, resolve_device
 
 __all__ = ["demo", "diagnose", "fit", "langevin", "predict", "sample"]
@@ -25,7 +35,14 @@ def sample(
     out: Path = Path("runs/sample"), seed: int = 0, device: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """``bayesdepth sample``: SG-MCMC or SGD chains on a Bayesian network's posterior."""
+    """``bayesdepth sample``: SG-MCMC or SGD chains on a Bayesian network's posterior.
+
+    Without ``lr`` a short pilot picks a stable step size for these data
+    (:func:`bayesdepth.inference.find_step_size`). Chains that stop at a non-finite value are
+    named and left out of the diagnostics; when all stop the command fails. Convergence is judged
+    on the network's output at probe inputs (``summary.csv``, the headline of ``index.html``);
+    the weights are an appendix (``summary_appendix.csv``).
+    """
     from bayesdepth import inference as bi
 
     say = Reporter(quiet)
@@ -35,35 +52,80 @@ def sample(
     elif resume:
         raise ValueError("--resume needs --checkpoint naming the folder to resume from")
     problem = load_problem(data, target, task, seed).to(resolve_device(device))
-    sampler_obj = recipes.make_sampler(sampler, lr, temperature)
+    recipes.check_sampler(sampler, temperature)  # before any work
     net, start = recipes.sampling_model(model, problem, seed)
     net = net.to(problem.x.device)
-    potential = bi.pyro_potential(net.model, problem.x, problem.y, subsample_size=batch_size,
-                                  vectorize=net.vectorized)
     init = None if start is None else {k: v.expand(chains, *v.shape).clone()
                                        for k, v in start.items()}
-    result = bi.sample(
-        potential, sampler_obj, num_chains=chains, init=init, num_draws=draws, warmup=warmup,
-        thin=thin, seed=seed, progress=not quiet, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, resume=resume, on_nonfinite="stop_chain",
-    )
-    idata = result.to_arviz()
-    files = write_diagnostics(idata, out, "posterior")
+    pilot = None
+    with warnings.catch_warnings():  # said once, in one line, below
+        warnings.filterwarnings("ignore", "torch.func.vmap failed", RuntimeWarning)
+        potential = bi.pyro_potential(net.model, problem.x, problem.y,
+                                      subsample_size=batch_size)
+        if lr is None:
+            pilot = bi.find_step_size(
+                potential, lambda step: recipes.make_sampler(sampler, step, temperature),
+                num_chains=chains, init=init, seed=seed)
+            lr = pilot.lr
+            say(f"{sampler}: {pilot}")
+        result = bi.sample(
+            potential, recipes.make_sampler(sampler, lr, temperature), num_chains=chains,
+            init=init, num_draws=draws, warmup=warmup, thin=thin, seed=seed,
+            progress=not quiet, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            resume=resume, on_nonfinite="stop_chain",
+        )
+    if not potential.vectorize:
+        warn(f"the {model} model cannot be vmapped over chains (torch.func.vmap cannot trace "
+             "it); its chains ran one by one")
+    healthy = _healthy_chains(result, lr)
+    failed = result.failed_chains
+    probes = at_probes(net, probe_inputs(problem.x), healthy)
+    idata = healthy.to_arviz(extra=probes, derived=False)
+    diagnostics = write_diagnostics(idata, out, "posterior", headline=list(probes))
+    verdict = diagnostics.verdict
+    if not verdict.converged:
+        warn(verdict.message())
+    page = chains_page(out, f"bayesdepth sample: {sampler} on {problem.name}", verdict,
+                       list(probes), notes=[
+                           f"{result.num_chains} chains of {sampler}, step size {lr:.3g} "
+                           f"({'chosen by a pilot' if pilot else 'given by --lr'}), "
+                           f"{warmup} warm-up steps, {draws} draws (thin {thin}), seed {seed}."
+                           + (f" Stopped chains: {result.describe_failures()}." if failed else "")
+                       ])
     summary = {
-        "command": "sample", "sampler": sampler, "chains": result.num_chains,
-        "draws": result.num_draws, "failures": result.failures, "max_rhat": max_rhat(idata),
-        "files": files,
+        "command": "sample", "sampler": sampler, "data": problem.name, "lr": lr,
+        "lr_source": "pilot" if pilot else "--lr",
+        "pilot": None if pilot is None else [list(t) for t in pilot.tried],
+        "chains": result.num_chains, "draws": result.num_draws, "failures": result.failures,
+        "failed_chains": failed, **convergence_fields(verdict),
+        "files": {**diagnostics.files, "report": str(page)},
     }
     write_json(out / "run.json", summary)
-    say(f"wrote {', '.join(sorted(files.values()))}")
+    say(f"wrote {page} and the files beside it")
     return summary
+
+
+def _healthy_chains(result, lr: float):
+    """The chains that never stopped; one warning line naming the others, or a failure when
+    every chain stopped."""
+    failed = result.failed_chains
+    if len(failed) == result.num_chains:
+        raise FloatingPointError(
+            f"all {len(failed)} chains stopped at a non-finite value "
+            f"({result.describe_failures()}) with step size {lr:.3g}; pass a smaller --lr")
+    if failed:
+        warn(f"{len(failed)} of {result.num_chains} chains stopped at a non-finite value "
+             f"({result.describe_failures()}); the diagnostics use the other "
+             f"{result.num_chains - len(failed)}")
+    return result.healthy()
 
 
 def diagnose(
     *, path: Path, var_names: list[str] | None = None, out: Path | None = None,
     quiet: bool = False, json_output: bool = False,
 ) -> dict[str, Any]:
-    """``bayesdepth diagnose``: print the ArviZ summary of a netCDF file and write its plots."""
+    """``bayesdepth diagnose``: print the ArviZ summary of a netCDF file, judge convergence (on
+    ``var_names``, else on the probe predictions when the file has them) and write its plots."""
     from bayesdepth.inference import diagnostics
 
     path = Path(path)
@@ -82,19 +144,17 @@ def diagnose(
             f"var-names: {', '.join(missing)} not in the posterior; variables are "
             f"{', '.join(idata.posterior.data_vars)}"
         )
-    table = diagnostics.summary(idata, var_names=var_names)
+    headline = var_names or [n for n in idata.posterior.data_vars if n in PROBE_NAMES] or None
+    table, verdict = judge(idata, var_names=headline)
     if not quiet and not json_output:
         print(table.to_string())
+    if not verdict.converged:
+        warn(verdict.message())
     table.to_csv(out / "summary.csv")
-    names = var_names or small_variables(idata)
-    files = {
-        "summary": str(out / "summary.csv"),
-        "trace": str(diagnostics.plot_trace(idata, out / "trace.png", var_names=names)),
-        "rank": str(diagnostics.plot_rank(idata, out / "rank.png", var_names=names)),
-        "forest": str(diagnostics.plot_forest(idata, out / "forest.png", var_names=names)),
-    }
+    files = {"summary": str(out / "summary.csv"),
+             **write_plots(idata, table, out, headline, ("trace", "rank", "forest"))}
     Reporter(quiet)(f"wrote {', '.join(sorted(files.values()))}")
-    return {"command": "diagnose", "path": str(path), "max_rhat": max_rhat(idata),
+    return {"command": "diagnose", "path": str(path), **convergence_fields(verdict),
             "files": files}
 
 

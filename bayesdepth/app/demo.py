@@ -1,7 +1,8 @@
 """``bayesdepth demo``: one seeded run through the whole package on embedded data.
 
 1. Fit an SDE-BNN to the 1-D regression with the sticking-the-landing ELBO.
-2. Run 4 SGLD chains on a Bayesian MLP for the same data; ArviZ netCDF, summary, trace and rank.
+2. Run 4 SGLD chains on a Bayesian MLP for the same data; ArviZ netCDF, summary, trace and rank,
+   and whether the chains converged (on the function at probe inputs), said in a banner.
 3. Run constant-rate SGD as a sampler on Bayesian linear regression and compare its covariance
    with the exact Langevin (discrete Lyapunov) prediction.
 4. Write ``index.html`` showing every figure with one line of explanation.
@@ -19,8 +20,9 @@ import bayesdepth as bd
 from bayesdepth import data
 from bayesdepth.plotting import loss_curve, predictive_band
 
-from .outputs import write_diagnostics, write_json
-from .report import write_index
+from .outputs import convergence_fields, write_diagnostics, write_json
+from .probes import at_probes
+from .report import convergence_banner, write_index
 
 __all__ = ["run_demo"]
 
@@ -60,35 +62,41 @@ def fit_sdebnn(toy, out: Path, steps: int, seed: int, quiet: bool) -> tuple[dict
 
 
 def sgld_chains(toy, out: Path, draws: int, warmup: int, seed: int, quiet: bool):
-    """Step 2: 4 SGLD chains on a Bayesian MLP; ArviZ files and predictive band from the draws."""
+    """Step 2: 4 SGLD chains on a Bayesian MLP; ArviZ files, the predictive band from the draws
+    and the convergence verdict on the function at five probe inputs."""
     from bayesdepth import inference as bi
 
     net = bd.BayesianMLP(1, hidden=(16,), likelihood=bd.Gaussian(0.1), seed=seed)
     net = net.to(toy.x.device)
-    potential = bi.pyro_potential(net.model, toy.x, toy.y, vectorize=net.vectorized)
+    potential = bi.pyro_potential(net.model, toy.x, toy.y)
     chains = bi.sample(potential, bi.SGLD(lr=5e-5), num_chains=4, num_draws=draws,
                        warmup=warmup, thin=2, seed=seed, progress=not quiet,
-                       on_nonfinite="stop_chain")
+                       on_nonfinite="stop_chain").healthy()
     pred = net.predict(toy.x_test, posterior_samples=chains)
     # Weights are not identifiable (hidden units can be permuted), so convergence is judged on
     # the function: f at five inputs, one per region of the data and of the gap.
     probe = torch.linspace(-1.5, 1.0, 5, dtype=toy.x.dtype, device=toy.x.device).unsqueeze(-1)
-    f = net.predict(probe, posterior_samples=chains).samples
-    chains.draws["f(x_probe)"] = f.reshape(chains.num_chains, chains.num_draws, -1).cpu()
-    idata = chains.to_arviz()
-    files = write_diagnostics(idata, out, "sgld_posterior", var_names=["f(x_probe)"])
+    idata = chains.to_arviz(extra=at_probes(net, probe, chains), derived=False)
+    diagnostics = write_diagnostics(idata, out, "sgld_posterior", headline=["f_probe"])
+    verdict = diagnostics.verdict
     predictive_band(toy.x, toy.y, toy.x_test, pred.mean, pred.sd, out / "sgld_predictive.png",
                     title="Bayesian MLP, 4 SGLD chains: predictive mean ± 2 sd")
+    agree = ("they are flat enough: the chains agree" if verdict.converged else
+             "they are not flat: the chains have not converged (see the banner above)")
     figures = [
         ("sgld_predictive.png", "Posterior predictive of a Bayesian MLP from 4 SGLD chains "
          f"({draws} draws each after {warmup} warm-up steps)."),
-        ("trace.png", "ArviZ trace plot of the network's output at five probe inputs "
-         "x = -1.5, -0.875, -0.25, 0.375, 1 (normalised), one line per chain."),
+        ("trace.png", "ArviZ trace plots of f_probe, the network's output at the probe inputs "
+         "x = -1.5, -0.875, -0.25, 0.375, 1 (normalised), one line per chain (the quantities "
+         "with the largest R-hat)."),
         ("rank.png", "ArviZ rank plots of the same quantities: flat histograms mean the chains "
-         "agree. Individual weights are not identifiable (hidden units can be permuted), so "
-         "their R-hat is not a useful convergence check."),
+         f"agree; here {agree}. Individual weights are not identifiable (hidden units can be "
+         "permuted), so their R-hat is not a useful convergence check."),
     ]
-    return {"sgld_failures": chains.failures, "files": files}, figures
+    values = {"sgld_failures": chains.failures, **{f"sgld_{k}": v for k, v in
+                                                   convergence_fields(verdict).items()},
+              "files": diagnostics.files}
+    return values, figures, verdict
 
 
 def sgd_as_sampler(out: Path, draws: int, seed: int) -> tuple[dict, list]:
@@ -126,7 +134,8 @@ def run_demo(
     _log(quiet, "1/3 SDE-BNN on the 1-D regression (STL ELBO)")
     values, figures = fit_sdebnn(toy, out, settings["svi_steps"], seed, quiet)
     _log(quiet, "2/3 SGLD chains on a Bayesian MLP")
-    sgld, more = sgld_chains(toy, out, settings["draws"], settings["warmup"], seed, quiet)
+    sgld, more, verdict = sgld_chains(toy, out, settings["draws"], settings["warmup"], seed,
+                                      quiet)
     figures += more
     _log(quiet, "3/3 SGD as a sampler against its Langevin prediction")
     sgd, more = sgd_as_sampler(out, settings["sgd_draws"], seed)
@@ -141,11 +150,12 @@ def run_demo(
         "numbers.",
         f"SDE-BNN train RMSE {values['sdebnn_train_rmse']:.3f}; its predictive sd in the gap is "
         f"{values['sdebnn_gap_sd_over_data_sd']:.1f}x that on the data.",
-        "The SGLD posterior (weights and the probe outputs f(x_probe)) is in sgld_posterior.nc; "
-        "open it with arviz.from_netcdf or `bayesdepth diagnose`.",
+        "The SGLD posterior (weights, the probe outputs f_probe and the pointwise "
+        "log-likelihood for arviz.loo) is in sgld_posterior.nc; open it with "
+        "arviz.from_netcdf or `bayesdepth diagnose`.",
     ]
     page = write_index(out, "bayesdepth demo", figures, notes,
-                       tables=[("ArviZ summary of f(x_probe) from the SGLD chains",
-                                       "summary.csv")])
+                       tables=[("ArviZ summary of f_probe from the SGLD chains", "summary.csv")],
+                       banners=[convergence_banner(verdict, ["f_probe"], "4 SGLD chains")])
     _log(quiet, f"wrote {page} (open it in a browser) and the files beside it")
     return summary

@@ -1,13 +1,28 @@
-"""What a run writes when it is done: strict JSON summaries and ArviZ diagnostics."""
+"""What a run writes when it is done: strict JSON summaries and ArviZ diagnostics with a verdict."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["max_rhat", "small_variables", "strict_json", "write_diagnostics", "write_json"]
+import numpy as np
+
+__all__ = [
+    "Diagnostics",
+    "convergence_fields",
+    "judge",
+    "small_variables",
+    "strict_json",
+    "warn",
+    "write_diagnostics",
+    "write_json",
+    "write_plots",
+]
 
 
 def strict_json(summary: dict[str, Any]) -> str:
@@ -31,28 +46,97 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_diagnostics(idata, out: Path, stem: str, var_names=None) -> dict[str, str]:
-    """netCDF, summary CSV and trace/rank PNGs of ``idata`` into ``out``."""
+def warn(message: str) -> None:
+    """One line on stderr, also under ``--quiet`` (warnings are not progress messages)."""
+    print(f"bayesdepth: warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Diagnostics:
+    """What :func:`write_diagnostics` wrote (``files``: ``{kind: path}``) and the ``verdict``
+    (:class:`~bayesdepth.inference.diagnostics.Convergence`) on the headline quantities."""
+
+    verdict: Any
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def judge(idata, var_names: list[str] | None = None):
+    """The ArviZ summary of ``var_names`` and its convergence verdict, without a Python warning
+    (the command line prints its own line)."""
     from bayesdepth.inference import diagnostics
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", diagnostics.ConvergenceWarning)
+        table = diagnostics.summary(idata, var_names=var_names)
+    return table, diagnostics.convergence(table, idata.posterior.sizes["chain"])
+
+
+def convergence_fields(verdict) -> dict[str, Any]:
+    """The JSON fields of a convergence verdict (NaN becomes null when written)."""
+    return {"converged": verdict.converged, "max_rhat": verdict.max_rhat,
+            "min_ess_bulk": verdict.min_ess_bulk, "min_ess_tail": verdict.min_ess_tail,
+            "convergence": verdict.message()}
+
+
+def write_diagnostics(idata, out: Path, stem: str, headline: list[str] | None = None
+                      ) -> Diagnostics:
+    """netCDF, summaries and trace/rank PNGs of ``idata`` into ``out``.
+
+    ``headline`` names the quantities convergence is judged on (for neural networks the
+    function at probe inputs): ``summary.csv`` holds them, ``summary_appendix.csv`` the rest of
+    the posterior (weights); the plots show the headline (or the smallest variables).
+    """
+    from bayesdepth.inference import diagnostics
+
+    table, verdict = judge(idata, headline)
     files = {"netcdf": str(diagnostics.save_netcdf(idata, out / f"{stem}.nc"))}
-    diagnostics.summary(idata, var_names=var_names).to_csv(out / "summary.csv")
+    table.to_csv(out / "summary.csv")
     files["summary"] = str(out / "summary.csv")
-    names = var_names or small_variables(idata)
-    files["trace"] = str(diagnostics.plot_trace(idata, out / "trace.png", var_names=names))
-    files["rank"] = str(diagnostics.plot_rank(idata, out / "rank.png", var_names=names))
-    return files
+    rest = [n for n in idata.posterior.data_vars if headline and n not in headline]
+    if rest:
+        appendix, _ = judge(idata, rest)
+        appendix.to_csv(out / "summary_appendix.csv")
+        files["summary_appendix"] = str(out / "summary_appendix.csv")
+    files.update(write_plots(idata, table, out, headline))
+    return Diagnostics(verdict, files)
+
+
+def write_plots(idata, table, out: Path, names: list[str] | None = None,
+                kinds: tuple[str, ...] = ("trace", "rank")) -> dict[str, str]:
+    """Trace and rank PNGs (and ``"forest"`` if asked) of the quantities that need looking at.
+
+    At most :data:`PLOTTED` scalar quantities of ``names`` (default: the smallest variables),
+    the largest R-hat first, each its own panel; quantities without spread in some chain (a
+    probability saturated at 1) are left out, since ArviZ cannot draw their density.
+    """
+    import arviz as az
+
+    from bayesdepth.inference import diagnostics
+
+    posterior = idata.posterior
+    quantities = {}
+    for name in names or small_variables(idata):
+        values = posterior[name].values
+        for index in np.ndindex(values.shape[2:]):
+            label = f"{name}[{', '.join(map(str, index))}]" if index else name
+            series = values[(slice(None), slice(None), *index)].astype(np.float64)
+            if np.isfinite(series).all() and (np.ptp(series, axis=1) > 0).all():
+                quantities[label] = series
+    rhat_of = table["r_hat"].to_dict() if "r_hat" in table else {}
+    order = sorted(quantities, key=lambda k: -np.nan_to_num(rhat_of.get(k, 0.0), nan=np.inf))
+    if not order:
+        return {}
+    subset = az.from_dict(posterior={k: quantities[k] for k in order[:PLOTTED]})
+    plot = {"trace": diagnostics.plot_trace, "rank": diagnostics.plot_rank,
+            "forest": diagnostics.plot_forest}
+    return {kind: str(plot[kind](subset, out / f"{kind}.png")) for kind in kinds}
+
+
+#: scalar quantities drawn in one plot
+PLOTTED = 6
 
 
 def small_variables(idata, limit: int = 4) -> list[str]:
     """Up to ``limit`` posterior variables, smallest first, so plots stay readable."""
     post = idata.posterior
     return sorted(post.data_vars, key=lambda n: post[n].size)[:limit]
-
-
-def max_rhat(idata) -> float:
-    """The largest R-hat of any posterior quantity (NaN when there is none)."""
-    from bayesdepth.inference import diagnostics
-
-    values = [float(v.max()) for v in diagnostics.rhat(idata).values() if v.size]
-    return max(values) if values else float("nan")

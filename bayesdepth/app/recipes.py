@@ -15,6 +15,7 @@ __all__ = [
     "SAMPLERS",
     "SAMPLE_MODELS",
     "TASKS",
+    "check_sampler",
     "fit_model",
     "make_sampler",
     "sampling_model",
@@ -28,21 +29,25 @@ FIT_MODELS = ("sdebnn", "anode", "bnn")
 SAMPLE_MODELS = ("bnn", "anode")
 #: how a CSV target is read
 TASKS = ("auto", "regression", "classification")
-#: samplers of ``bayesdepth sample`` and their default step sizes on the potential
-#: U = -log p(theta, data) (a sum over the data)
-SAMPLERS: dict[str, float] = {"sgld": 1e-4, "sghmc": 1e-4, "psgld": 1e-3, "sgd": 1e-4,
-                              "svag": 1e-4}
+#: samplers of ``bayesdepth sample``; their step size on the potential U = -log p(theta, data)
+#: (a sum over the data, so no one value suits every data set) is ``--lr`` or, by default, the
+#: one a pilot finds stable for the data (:func:`bayesdepth.inference.find_step_size`)
+SAMPLERS = ("sgld", "sghmc", "psgld", "sgd", "svag")
 
 
-def make_sampler(name: str, lr: float | None = None, temperature: float = 1.0) -> Any:
-    """The sampler called ``name`` (see :data:`SAMPLERS`), with its default step size."""
-    from bayesdepth import inference as bi
-
+def check_sampler(name: str, temperature: float = 1.0) -> None:
+    """Raise unless ``name`` is a sampler of :data:`SAMPLERS` that takes ``temperature``."""
     if name not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
-    lr = SAMPLERS[name] if lr is None else lr
     if name in ("sgd", "svag") and temperature != 1.0:
         raise ValueError(f"temperature applies to the SG-MCMC samplers, not to {name!r}")
+
+
+def make_sampler(name: str, lr: float, temperature: float = 1.0) -> Any:
+    """The sampler called ``name`` (see :data:`SAMPLERS`) with step size ``lr``."""
+    from bayesdepth import inference as bi
+
+    check_sampler(name, temperature)
     build = {
         "sgld": lambda: bi.SGLD(lr=lr, temperature=temperature),
         "sghmc": lambda: bi.SGHMC(lr=lr, temperature=temperature),

@@ -29,10 +29,24 @@ def chain_sq_norm(tree: Params) -> torch.Tensor:
 
 
 def randn_like(tree: Params, generator: torch.Generator | None) -> Params:
-    """Standard normal noise with the structure, dtype and device of ``tree``."""
-    return tree_map(
-        lambda x: torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device), tree
-    )
+    """Standard normal noise with the structure, dtype and device of ``tree``.
+
+    Leaves that share a dtype and device are drawn in one generator call (in dict order) and
+    split, so a step costs one random-number kernel rather than one per parameter.
+    """
+    parts = leaves(tree)
+    first = parts[0]
+    if any(p.dtype != first.dtype or p.device != first.device for p in parts):
+        return tree_map(
+            lambda x: torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device),
+            tree,
+        )
+    flat = torch.randn(sum(p.numel() for p in parts), generator=generator, dtype=first.dtype,
+                       device=first.device)
+    chunks = [c.view(p.shape) for c, p in zip(flat.split([p.numel() for p in parts]), parts)]
+    if isinstance(tree, torch.Tensor):
+        return chunks[0]
+    return dict(zip(tree.keys(), chunks))
 
 
 def check_params(params: Any, name: str = "params") -> int:

@@ -4,6 +4,8 @@ A schedule is any callable ``schedule(step: int) -> float``. Samplers accept a p
 into :class:`Constant`) or a :class:`Schedule`. A schedule also says, per step, whether the sampler
 is *exploring* (noise switched off, an SGD step) and whether a draw taken at that step may be kept
 (*sampling*); both default to "sampling, never exploring", so only cyclical schedules change them.
+Its ``period`` (the steps after which the phases repeat) lets :func:`~bayesdepth.inference.sample`
+count in advance how many steps a run needs, and refuse one that could never keep a draw.
 """
 
 from __future__ import annotations
@@ -17,10 +19,48 @@ __all__ = ["Constant", "CyclicalCosine", "Schedule", "as_schedule"]
 
 
 class Schedule:
-    """Base class: ``__call__(step)`` gives the value at step ``step`` (0-based)."""
+    """Base class: ``__call__(step)`` gives the value at step ``step`` (0-based).
+
+    Attributes:
+        period: the phases (``exploring``/``sampling``) repeat every ``period`` steps; ``None``
+            when unknown. A subclass that overrides :meth:`sampling` should set it; one that
+            does not samples at every step, whatever its period.
+    """
+
+    period: int | None = None
 
     def __call__(self, step: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _phase_period(self) -> int | None:
+        return 1 if type(self).sampling is Schedule.sampling else self.period
+
+    def sampling_steps(self) -> int | None:
+        """How many steps of one period keep draws (None when the period is unknown)."""
+        period = self._phase_period()
+        return None if period is None else sum(self.sampling(k) for k in range(period))
+
+    def steps_for(self, eligible: int, start: int = 0) -> int | None:
+        """The number of steps from ``start`` up to and including the ``eligible``-th sampling
+        step (None when the period is unknown).
+
+        Raises:
+            ValueError: when a period has no sampling step (no draw could ever be kept).
+        """
+        per, period = self.sampling_steps(), self._phase_period()
+        if per is None:
+            return None
+        if per == 0:
+            raise ValueError(f"{self!r} has no sampling step in its period of {period} steps")
+        if eligible <= 0:
+            return 0
+        full, rest = divmod(eligible - 1, per)  # whole periods, then scan to the last one
+        k = start + full * period
+        rest += 1
+        while rest:
+            rest -= self.sampling(k)
+            k += 1
+        return k - start
 
     def exploring(self, step: int) -> bool:
         """True where the sampler should take a noise-free (SGD) step."""
@@ -72,6 +112,15 @@ class CyclicalCosine(Schedule):
             raise ValueError(f"explore_fraction must lie in [0, 1), got {explore_fraction!r}")
         self.explore_fraction = frac
         self.cycle_length = math.ceil(self.num_steps / self.num_cycles)
+        self.period = self.cycle_length
+        if not self.sampling_steps():
+            raise ValueError(
+                f"CyclicalCosine(num_steps={num_steps}, num_cycles={num_cycles}, "
+                f"explore_fraction={explore_fraction}) has cycles of {self.cycle_length} step(s) "
+                "with no sampling step, so no draw could ever be kept; use fewer cycles than "
+                "steps (num_cycles <= num_steps) and an explore_fraction that leaves at least "
+                "one step of each cycle to sampling"
+            )
 
     def _fraction(self, step: int) -> float:
         return (step % self.cycle_length) / self.cycle_length
