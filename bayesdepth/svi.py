@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyro
 import torch
@@ -71,7 +72,7 @@ class FitHistory:
 def fit(
     model: Callable,
     guide: Callable,
-    *args,
+    *args: Any,
     num_steps: int = 1000,
     lr: float = 1e-2,
     final_lr_fraction: float = 1.0,
@@ -86,12 +87,14 @@ def fit(
     seed: int | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
     distributed: bool = False,
-    **kwargs,
+    **kwargs: Any,
 ) -> FitHistory:
     """Fit ``guide`` to ``model`` by SVI; returns the :class:`FitHistory`.
 
     Args:
-        model, guide: Pyro callables taking ``(*args, **kwargs)`` (e.g. ``x, y``).
+        model: a Pyro model taking ``(*args, **kwargs)`` (e.g. ``x, y``).
+        guide: its guide, with the same arguments.
+        *args: the data passed to both.
         num_steps: SVI steps.
         lr: Adam learning rate (``pyro.optim.ClippedAdam``, gradient norm clipped at 10).
         final_lr_fraction: the learning rate decays geometrically to ``lr * final_lr_fraction``
@@ -99,7 +102,8 @@ def fit(
         optimizer: a Pyro optimiser instead of the default (``lr`` and the decay are then unused).
         estimator: ``"stl"`` (default), ``"reparam"``, ``"kl"`` or any Pyro ``ELBO`` instance.
         batch_size: minibatch size, passed to the model and guide as ``subsample_size=``.
-        num_particles, vectorize_particles: Monte-Carlo samples per step.
+        num_particles: Monte-Carlo samples per step.
+        vectorize_particles: draw the particles as one vectorised batch.
         anneal_steps: KL annealing over this many steps (0: none).
         max_seconds: stop early after this much wall time.
         progress: show a tqdm bar with the running ELBO.

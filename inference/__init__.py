@@ -41,6 +41,7 @@ from . import (  # noqa: F401
     samplers,
     sdes,
     sgd_potentials,
+    sgld_moments,
     statistics,
 )
 from .experiments import SGDComparison, quadratic_vs_prediction, sgd_vs_prediction

@@ -40,13 +40,32 @@ class RegressionMoments:
     additive: torch.Tensor  #: the Lyapunov law with the noise frozen at the optimum
 
 
-def _multiplicative_operator(x: torch.Tensor, noise_scale: float) -> torch.Tensor:
-    """``(1/N) sum_n K_n kron K_n`` as a (d^2, d^2) matrix acting on row-major ``vec(S)``."""
+def multiplicative_operator(x: torch.Tensor, noise_scale: float) -> torch.Tensor:
+    """``(1/N) sum_n K_n kron K_n`` as a (d^2, d^2) matrix acting on row-major ``vec(S)``
+    (``K_n = x_n x_n^T / s^2 - X^T X / (N s^2)``, docs/theory.md §1.6)."""
     n = x.shape[0]
     s2 = noise_scale**2
     k = torch.einsum("ni,nj->nij", x, x) / s2 - x.T @ x / (n * s2)
     d = x.shape[1]
     return torch.einsum("nij,nkl->ikjl", k, k).reshape(d * d, d * d) / n
+
+
+def stationary_second_moment(op: torch.Tensor, source: torch.Tensor, what: str) -> torch.Tensor:
+    """Solve ``vec S = op vec S + source`` for the stationary second moment.
+
+    Raises:
+        ValueError: when ``op``'s spectral radius is >= 1 (no stationary value), starting with
+            ``what`` (the process and its settings) and giving the radius.
+    """
+    rho = float(torch.linalg.eigvals(op).abs().max())
+    if rho >= 1:
+        raise ValueError(
+            f"no stationary second moment: {what} is mean-square unstable on this regression "
+            f"(spectral radius of the second-moment operator {rho:.6g} >= 1; the multiplicative "
+            "noise lowers the bound below lr * lambda_max < 2)"
+        )
+    eye = torch.eye(op.shape[0], dtype=op.dtype, device=op.device)
+    return torch.linalg.solve(eye - op, source)
 
 
 def _check_belongs(problem: SGDProblem, hessian: torch.Tensor, noise_cov: torch.Tensor,
@@ -96,7 +115,7 @@ def linear_regression_moments(
     if not discrete and problem.momentum:
         raise ValueError("discrete=False (the SDE) is implemented for momentum = 0 only")
     additive = stationary_covariance(problem, discrete=discrete).to(optimum.hessian)
-    kop = _multiplicative_operator(x, data.noise_scale)
+    kop = multiplicative_operator(x, data.noise_scale)
     lr, factor = problem.lr, problem.noise_factor
     c = optimum.noise_cov.reshape(-1)
     at = problem.regularised_hessian.to(x.device)
@@ -118,14 +137,7 @@ def linear_regression_moments(
     sel[rows, (rows // d) * (2 * d) + rows % d] = 1.0
     gg = torch.kron(g, g)
     op = torch.kron(mz, mz) + factor * gg @ kop @ sel
-    rho = float(torch.linalg.eigvals(op).abs().max())
-    if rho >= 1:
-        raise ValueError(
-            f"no stationary second moment: lr = {lr:.6g} makes SGD mean-square unstable on this "
-            f"regression (spectral radius of the second-moment operator {rho:.6g} >= 1; the "
-            f"multiplicative noise lowers the bound below lr * lambda_max < 2)"
-        )
-    eye_op = torch.eye(4 * d * d, dtype=F64, device=x.device)
-    p = torch.linalg.solve(eye_op - op, factor * gg @ c).reshape(2 * d, 2 * d)
+    p = stationary_second_moment(op, factor * gg @ c, f"SGD with lr = {lr:.6g}")
+    p = p.reshape(2 * d, 2 * d)
     s = p[:d, :d]
     return RegressionMoments(optimum.mean, (s + s.T) / 2, additive)

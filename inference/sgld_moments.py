@@ -29,7 +29,7 @@ import torch
 from bayesdepth._validation import check_positive, check_positive_int
 
 from .problem import linear_regression_optimum, minibatch_noise_factor
-from .regression import RegressionMoments, _multiplicative_operator
+from .regression import RegressionMoments, multiplicative_operator, stationary_second_moment
 
 __all__ = ["sgld_linear_regression_moments"]
 
@@ -79,17 +79,11 @@ def sgld_linear_regression_moments(
     m = eye - eta * optimum.hessian
     source = eta**2 * phi * optimum.noise_cov.reshape(-1) + lr * temperature * eye.reshape(-1)
     deterministic = torch.kron(m, m)
+    what = (f"SGLD with lr = {lr:.6g} (eta = lr N / 2 = {eta:.6g}) and "
+            f"batch_size = {batch_size}")
     laws = []
-    for op in (deterministic + eta**2 * phi * _multiplicative_operator(x, data.noise_scale),
+    for op in (deterministic + eta**2 * phi * multiplicative_operator(x, data.noise_scale),
                deterministic):
-        rho = float(torch.linalg.eigvals(op).abs().max())
-        if rho >= 1:
-            raise ValueError(
-                f"no stationary second moment: SGLD with lr = {lr:.6g} (eta = lr N / 2 = "
-                f"{eta:.6g}) and batch_size = {batch_size} is mean-square unstable on this "
-                f"regression (spectral radius of the second-moment operator {rho:.6g} >= 1)"
-            )
-        s = torch.linalg.solve(torch.eye(d * d, dtype=F64, device=x.device) - op, source)
-        s = s.reshape(d, d)
+        s = stationary_second_moment(op, source, what).reshape(d, d)
         laws.append((s + s.T) / 2)
     return RegressionMoments(optimum.mean, laws[0], laws[1])

@@ -126,14 +126,19 @@ class ODESolver:
         method: a torchdiffeq method; adaptive: ``dopri5`` (default), ``dopri8``, ``bosh3``,
             ``fehlberg2``, ``adaptive_heun``; fixed-step: ``euler``, ``midpoint``, ``heun2``,
             ``heun3``, ``rk4``, ``explicit_adams``, ``implicit_adams``.
-        rtol, atol: tolerances of adaptive methods (default ``1e-3``, as in Dupont et al. 2019).
+        rtol: relative tolerance of adaptive methods (default ``1e-3``, as in Dupont et al.
+            2019).
+        atol: absolute tolerance of adaptive methods (default ``1e-3``).
         step_size: step of fixed-step methods (default 0.1, i.e. 10 steps on [0, 1]);
             not allowed with adaptive methods.
         max_num_steps: bound on the steps of an adaptive solve (None: torchdiffeq's, 2**31 - 1).
         adjoint: integrate an adjoint ODE backwards instead of backpropagating through the
             solver (Chen et al. 2018): memory independent of the number of steps, more NFE.
-        adjoint_method, adjoint_rtol, adjoint_atol, adjoint_step_size: the backward solve's
-            own settings (None: the forward ones).
+        adjoint_method: the backward solve's method (None: the forward one).
+        adjoint_rtol: the backward solve's relative tolerance (None: the forward one).
+        adjoint_atol: the backward solve's absolute tolerance (None: the forward one).
+        adjoint_step_size: the backward solve's step of a fixed-step method (None: the
+            forward one).
         end_time: integration horizon ``T`` (default 1).
     """
 
