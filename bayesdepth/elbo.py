@@ -137,12 +137,16 @@ class KLOnlyTrace_ELBO(_CheckedTrace_ELBO):
 
 
 def make_elbo(
-    estimator: str | ELBO = "stl", num_particles: int = 1, vectorize_particles: bool = False
+    estimator: str | ELBO = "stl",
+    num_particles: int = 1,
+    vectorize_particles: bool = False,
+    max_plate_nesting: int | None = None,
 ) -> ELBO:
     """The ELBO object for an estimator name; an ``ELBO`` instance is returned unchanged.
 
     ``"stl"``: :class:`STLTrace_ELBO`; ``"reparam"``: Pyro's ``Trace_ELBO`` (path derivative plus
-    score term); ``"kl"``: :class:`KLOnlyTrace_ELBO`.
+    score term); ``"kl"``: :class:`KLOnlyTrace_ELBO`. ``max_plate_nesting``: the model's plate
+    depth when known (None: Pyro guesses it by running the model once).
     """
     if isinstance(estimator, ELBO):
         return estimator
@@ -151,4 +155,6 @@ def make_elbo(
     if not isinstance(vectorize_particles, bool):
         raise TypeError(f"vectorize_particles must be True or False, got {vectorize_particles!r}")
     cls = {"stl": STLTrace_ELBO, "reparam": Trace_ELBO, "kl": KLOnlyTrace_ELBO}[estimator]
-    return cls(num_particles=num_particles, vectorize_particles=vectorize_particles)
+    nesting = {} if max_plate_nesting is None else {
+        "max_plate_nesting": check_positive_int("max_plate_nesting", max_plate_nesting, 0)}
+    return cls(num_particles=num_particles, vectorize_particles=vectorize_particles, **nesting)

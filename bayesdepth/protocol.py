@@ -70,6 +70,7 @@ class BayesianModel(Recorded, PyroModule):
     """
 
     vectorized: bool = True
+    max_plate_nesting: int = 1  # the data plate
     default_num_samples: int = 64
     default_chunk_size: int = 64
 

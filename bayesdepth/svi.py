@@ -140,7 +140,9 @@ def fit(
         kwargs["subsample_size"] = check_positive_int("batch_size", batch_size)
     if max_seconds is not None:
         max_seconds = check_positive("max_seconds", max_seconds)
-    elbo = make_elbo(estimator, num_particles, vectorize_particles)
+    # a bayesdepth model knows its plate depth, so Pyro need not guess it (and log the guess)
+    nesting = getattr(getattr(model, "__self__", None), "max_plate_nesting", None)
+    elbo = make_elbo(estimator, num_particles, vectorize_particles, nesting)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     if not isinstance(distributed, bool):
