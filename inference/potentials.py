@@ -30,6 +30,7 @@ import torch
 from bayesdepth._validation import check_positive_int, check_tensor
 
 from .samplers._tree import Params, leaves
+from .samplers.streams import chain_slice, local
 
 __all__ = ["Pointwise", "Potential", "over_draws", "subsample_indices"]
 
@@ -139,11 +140,13 @@ class Potential:
 
         Each call draws fresh minibatches (one per chain) with :meth:`sample_batch` and
         differentiates the sum of the per-chain potentials (chains are independent, so this gives
-        every chain its own gradient).
+        every chain its own gradient). With a :class:`~.samplers.streams.ChainStream` the
+        minibatches are drawn for all of the run's chains and this process's are kept.
         """
 
         def grad_fn(params: Params, generator: torch.Generator | None):
-            batch = self.sample_batch(num_chains, generator)
+            lo, hi, total = chain_slice(generator, num_chains)
+            batch = local(self.sample_batch(total, generator), lo, hi, total)
             with torch.enable_grad():
                 if isinstance(params, torch.Tensor):
                     p = params.detach().requires_grad_(True)

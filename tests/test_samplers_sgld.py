@@ -109,8 +109,8 @@ def test_sgld_update_equation_and_dict_params():
     sampler = SGLD(0.1, temperature=0.3)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     state, info = sampler.step(sampler.init(params), grad_fn, g1)
-    za = torch.randn(4, 2, generator=g2, dtype=torch.float64)
-    zb = torch.randn(4, generator=g2, dtype=torch.float64)
+    z = torch.randn(4, 3, generator=g2, dtype=torch.float64)  # one draw, chain by chain
+    za, zb = z[:, :2], z[:, 2]
     scale = (0.1 * 0.3) ** 0.5
     torch.testing.assert_close(state.params["a"], params["a"] - 0.05 * 2 * params["a"] + scale * za)
     torch.testing.assert_close(state.params["b"], params["b"] - 0.05 * params["b"] + scale * zb)

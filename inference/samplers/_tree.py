@@ -9,6 +9,8 @@ import torch
 
 from bayesdepth._validation import check_tensor
 
+from .streams import chain_draw
+
 Params = Union[torch.Tensor, Mapping[str, torch.Tensor]]  # noqa: UP007 (runtime alias on 3.10)
 
 
@@ -31,19 +33,21 @@ def chain_sq_norm(tree: Params) -> torch.Tensor:
 def randn_like(tree: Params, generator: torch.Generator | None) -> Params:
     """Standard normal noise with the structure, dtype and device of ``tree``.
 
-    Leaves that share a dtype and device are drawn in one generator call (in dict order) and
-    split, so a step costs one random-number kernel rather than one per parameter.
+    Leaves that share a dtype and device are drawn in one generator call, chain by chain (a
+    (chains, numbers per chain) draw, parameters in dict order within a chain), and split, so a
+    step costs one random-number kernel rather than one per parameter. With a
+    :class:`~.streams.ChainStream` the draw covers all of the run's chains and keeps this
+    process's (:func:`~.streams.chain_draw`).
     """
     parts = leaves(tree)
     first = parts[0]
     if any(p.dtype != first.dtype or p.device != first.device for p in parts):
-        return tree_map(
-            lambda x: torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device),
-            tree,
-        )
-    flat = torch.randn(sum(p.numel() for p in parts), generator=generator, dtype=first.dtype,
-                       device=first.device)
-    chunks = [c.view(p.shape) for c, p in zip(flat.split([p.numel() for p in parts]), parts)]
+        return tree_map(lambda x: chain_draw(torch.randn, tuple(x.shape), generator,
+                                             dtype=x.dtype, device=x.device), tree)
+    sizes = [p[0].numel() for p in parts]
+    flat = chain_draw(torch.randn, (first.shape[0], sum(sizes)), generator, dtype=first.dtype,
+                      device=first.device)
+    chunks = [c.reshape(p.shape) for c, p in zip(flat.split(sizes, dim=1), parts)]
     if isinstance(tree, torch.Tensor):
         return chunks[0]
     return dict(zip(tree.keys(), chunks))
