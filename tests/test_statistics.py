@@ -45,7 +45,7 @@ def test_relative_error_and_diffusion_exponent():
     assert diffusion_exponent(lags, 3 * lags**0.4) == pytest.approx(0.4)
     assert diffusion_exponent(lags, lags**0.4 + (lags > 100) * 1e3, window=(1, 100)) == (
         pytest.approx(0.4))
-    with pytest.raises(ValueError, match="at least two positive lags"):
+    with pytest.raises(ValueError, match="at least two positive points"):
         diffusion_exponent([1, 2], [1.0, 2.0], window=(5, 10))
 
 
