@@ -4,7 +4,8 @@ Kunin et al. (2021) observe that past convergence the mean squared displacement 
 power of the lag, ``MSD(tau) ∝ tau^gamma``. On a quadratic whose Hessian eigenvalues follow
 ``a_i ∝ i^-p`` and whose gradient-noise variances along the eigenvectors follow ``c_i ∝ a_i^q``,
 every mode relaxes like an AR(1) process, and summing the modes gives, over the intermediate lags
-``1 / (eta a_1) << tau << 1 / (eta a_d)`` (``(1 - beta)`` times these with momentum),
+between the relaxation times of the fastest and the slowest mode (:func:`relaxation_time`, about
+``(1 - beta) / (eta a_i)`` steps),
 
 .. math::
 
@@ -35,6 +36,7 @@ __all__ = [
     "fit_power_law_spectrum",
     "power_law_problem",
     "predicted_msd_exponent",
+    "relaxation_time",
 ]
 
 F64 = torch.float64
@@ -98,10 +100,39 @@ class PowerLawSpectrum:
         return predicted_msd_exponent(self.p, self.q)
 
     def lag_window(self, lr: float, momentum: float = 0.0) -> tuple[float, float]:
-        """Lags ``(1 - beta) / (eta a_lo), (1 - beta) / (eta a_hi)`` the fitted ranks govern."""
-        scale = (1 - check_momentum(momentum)) / check_positive("lr", lr)
+        """The relaxation times of the modes at ranks ``lo`` and ``hi``: where the power law holds.
+
+        See :func:`relaxation_time`; about ``(1 - beta) / (eta a)`` for slow modes.
+        """
         lo, hi = self.ranks
-        return scale / float(self.eigenvalues[lo - 1]), scale / float(self.eigenvalues[hi - 1])
+        a = self.eigenvalues[[lo - 1, hi - 1]]
+        times = relaxation_time(a, lr, momentum)
+        return float(times[0]), float(times[1])
+
+
+def relaxation_time(eigenvalues: Any, lr: float, momentum: float = 0.0) -> torch.Tensor:
+    r"""Steps over which a mode of curvature ``a`` forgets, ``-1 / log r``, for ``torch.optim.SGD``.
+
+    ``r`` is the spectral radius of the mode's transition matrix
+    ``[[1 - eta a, -eta beta], [a, beta]]`` (docs/theory.md §2.1), the larger modulus of the
+    roots of ``z^2 - (1 + beta - eta a) z + beta``: about ``(1 - beta) / (eta a)`` steps for slow
+    modes, but at most ``-2 / log beta`` (about ``2 / (1 - beta)``) for the underdamped ones
+    (``eta a > (1 - sqrt(beta))^2``), whose roots have modulus ``sqrt(beta)``
+    (docs/theory.md §14.6).
+    """
+    eta = check_positive("lr", lr)
+    beta = check_momentum(momentum)
+    a = torch.as_tensor(eigenvalues, dtype=F64)
+    trace = 1 + beta - eta * a
+    disc = trace * trace - 4 * beta
+    radius = torch.where(disc >= 0, (trace.abs() + disc.clamp_min(0).sqrt()) / 2,
+                         torch.full_like(a, beta).sqrt())
+    if bool((radius >= 1).any()):
+        raise ValueError(
+            f"lr = {eta:.4g}, momentum = {beta:.4g} is unstable for some eigenvalue "
+            f"(max {float(a.max()):.4g}): no relaxation"
+        )
+    return -1 / radius.log()
 
 
 def fit_power_law_spectrum(
