@@ -20,6 +20,7 @@ exact vectorised simulation (:meth:`simulate`, runs as rows of one tensor).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -38,12 +39,8 @@ def _unit(dim: int, i: int) -> torch.Tensor:
     return e
 
 
-def _record_steps(steps: int, record_every: int) -> tuple[int, int]:
-    return check_positive_int("steps", steps), check_positive_int("record_every", record_every)
-
-
 class _OnlineProblem:
-    """Shared parts: the dimension, the autograd effective dynamics."""
+    """Shared parts: the dimension, the autograd effective dynamics, the simulation loop."""
 
     dim: int
 
@@ -60,6 +57,35 @@ class _OnlineProblem:
         """:func:`.high_dim.effective_dynamics` of this problem at its dimension (autograd)."""
         return effective_dynamics(self.summary, self.grad_moments, self.lift, dim=self.dim,
                                   step_scale=c, correction=correction)
+
+    def _run(
+        self,
+        start: Callable[[torch.Tensor], torch.Tensor],
+        update: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+        observe: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        steps: int,
+        num_runs: int,
+        seed: int,
+        record_every: int,
+        device: torch.device | str | None,
+    ) -> torch.Tensor:
+        """Runs as rows of one tensor: ``observe`` at step 0 and every ``record_every`` steps.
+
+        ``start`` maps a random (num_runs, N) direction of unit norm to the initial state.
+        """
+        steps = check_positive_int("steps", steps)
+        every = check_positive_int("record_every", record_every)
+        runs = check_positive_int("num_runs", num_runs)
+        gen = torch.Generator(device=device or "cpu").manual_seed(int(seed))
+        x = torch.randn(runs, self.dim, generator=gen, dtype=F64, device=device)
+        x = start(x / x.norm(dim=1, keepdim=True))
+        out = [observe(x)]
+        for k in range(1, steps + 1):
+            x = update(x, gen)
+            if k % every == 0:
+                out.append(observe(x))
+        return torch.stack(out)
 
 
 class OnlineRegression(_OnlineProblem):
@@ -141,20 +167,16 @@ class OnlineRegression(_OnlineProblem):
         Returns (steps // record_every + 1, num_runs): ``R`` at ``k = 0, record_every, ...``.
         """
         d = check_positive("c", c) / self.dim
-        steps, every = _record_steps(steps, record_every)
-        runs = check_positive_int("num_runs", num_runs)
-        gen = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-        x = torch.randn(runs, self.dim, generator=gen, dtype=F64, device=device)
-        x = x * math.sqrt(check_positive("r0", r0, allow_zero=True)) / x.norm(dim=1, keepdim=True)
+        scale = math.sqrt(check_positive("r0", r0, allow_zero=True))
         sigma = math.sqrt(self.noise_var)
-        out = [x.pow(2).sum(1)]
-        for k in range(1, steps + 1):
-            a = torch.randn(runs, self.dim, generator=gen, dtype=F64, device=device)
-            eps = torch.randn(runs, 1, generator=gen, dtype=F64, device=device)
-            x = x - d * a * ((a * x).sum(1, keepdim=True) - sigma * eps)
-            if k % every == 0:
-                out.append(x.pow(2).sum(1))
-        return torch.stack(out)
+
+        def update(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            a = torch.randn(x.shape, generator=gen, dtype=F64, device=x.device)
+            eps = torch.randn(x.shape[0], 1, generator=gen, dtype=F64, device=x.device)
+            return x - d * a * ((a * x).sum(1, keepdim=True) - sigma * eps)
+
+        return self._run(lambda u: scale * u, update, lambda x: x.pow(2).sum(1), steps=steps,
+                         num_runs=num_runs, seed=seed, record_every=record_every, device=device)
 
 
 class SpikedCovariance(_OnlineProblem):
@@ -232,22 +254,22 @@ class SpikedCovariance(_OnlineProblem):
         Returns (steps // record_every + 1, num_runs).
         """
         d = check_positive("c", c) / self.dim
-        steps, every = _record_steps(steps, record_every)
-        runs = check_positive_int("num_runs", num_runs)
         if not -1 <= m0 <= 1:
             raise ValueError(f"m0 must lie in [-1, 1], got {m0!r}")
-        gen = torch.Generator(device=device or "cpu").manual_seed(int(seed))
-        x = torch.randn(runs, self.dim, generator=gen, dtype=F64, device=device)
-        x[:, 0] = 0
-        x = x * math.sqrt(1 - m0 * m0) / x.norm(dim=1, keepdim=True)
-        x[:, 0] = m0
         spike = math.sqrt(1 + self.signal)
-        out = [x[:, 0].clone()]
-        for k in range(1, steps + 1):
-            z = torch.randn(runs, self.dim, generator=gen, dtype=F64, device=device)
+
+        def start(u: torch.Tensor) -> torch.Tensor:
+            u = u.clone()
+            u[:, 0] = 0
+            u = u * math.sqrt(1 - m0 * m0) / u.norm(dim=1, keepdim=True)
+            u[:, 0] = m0
+            return u
+
+        def update(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            z = torch.randn(x.shape, generator=gen, dtype=F64, device=x.device)
             z[:, 0] *= spike
             x = x + d * (z * x).sum(1, keepdim=True) * z
-            x = x / x.norm(dim=1, keepdim=True)
-            if k % every == 0:
-                out.append(x[:, 0].clone())
-        return torch.stack(out)
+            return x / x.norm(dim=1, keepdim=True)
+
+        return self._run(start, update, lambda x: x[:, 0].clone(), steps=steps,
+                         num_runs=num_runs, seed=seed, record_every=record_every, device=device)

@@ -62,9 +62,10 @@ def _sgd_settings(optimizer: Any) -> tuple[float, float]:
     if isinstance(optimizer, torch.optim.AdamW) or "adam" in name.lower():
         raise ValueError(
             f"the norm identity |x_(k+1)|^2 = (1 - lr wd)^2 |x_k|^2 + lr^2 |g_k|^2 does not apply "
-            f"to {name}: its decoupled weight decay x <- (1 - lr wd) x - lr m / (sqrt(v) + eps) "
-            f"moves x along an adaptive direction that is not orthogonal to x, even when the "
-            f"gradient is (docs/theory.md §14.4); it holds for plain SGD with weight decay only"
+            f"to {name}: its adaptive step m / (sqrt(v) + eps) is not orthogonal to x even when "
+            f"the gradient is, with decoupled weight decay (AdamW, x <- (1 - lr wd) x - lr m / "
+            f"(sqrt(v) + eps)) as with coupled L2 (docs/theory.md §14.4); the identity holds for "
+            f"plain SGD with weight decay only"
         )
     if isinstance(optimizer, SGD):
         if not isinstance(optimizer.lr, Constant):
@@ -126,7 +127,8 @@ class NormEquilibrium(NamedTuple):
     z: float  #: ``(lhs - rhs) / se(lhs - rhs)`` over chains
 
 
-def _sides(optimizer: Any, run: Any) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+def _sides(optimizer: Any, run: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per chain and draw: ``(2 - eta lambda) lambda |x|^2`` and ``eta (g_1 . g_2 + N_12)``."""
     lr, wd = _sgd_settings(optimizer)
     if wd <= 0:
         raise ValueError(
@@ -136,8 +138,7 @@ def _sides(optimizer: Any, run: Any) -> tuple[float, float, torch.Tensor, torch.
     two_batch_estimate(run)  # validates the statistics
     grad_sq = torch.as_tensor(run.stats["grad_sq"], dtype=torch.float64)
     grad_noise = torch.as_tensor(run.stats["grad_noise"], dtype=torch.float64)
-    lhs = (2 - lr * wd) * wd * _norm_sq(run)
-    return lr, wd, lhs, lr * (grad_sq + grad_noise)
+    return (2 - lr * wd) * wd * _norm_sq(run), lr * (grad_sq + grad_noise)
 
 
 def norm_equilibrium(optimizer: Any, run: Any) -> NormEquilibrium:
@@ -152,7 +153,7 @@ def norm_equilibrium(optimizer: Any, run: Any) -> NormEquilibrium:
         optimizer: the SGD of the run (see :func:`_sgd_settings`); weight decay > 0.
         run: a :class:`~bayesdepth.inference.Chains` of ``SGD(noise_stats=True)``.
     """
-    _, _, lhs, rhs = _sides(optimizer, run)
+    lhs, rhs = _sides(optimizer, run)
     a, a_se = chain_mean(lhs)
     b, b_se = chain_mean(rhs)
     _, d_se = chain_mean(lhs - rhs)
@@ -171,7 +172,7 @@ def equilibrium_ratio(optimizer: Any, run: Any, window: int = 1) -> torch.Tensor
         (draws - window + 1,): ``R`` over the windows ending at each draw.
     """
     window = check_positive_int("window", window)
-    _, _, lhs, rhs = _sides(optimizer, run)
+    lhs, rhs = _sides(optimizer, run)
     if window > lhs.shape[1]:
         raise ValueError(f"window = {window} exceeds the {lhs.shape[1]} draws of the run")
 

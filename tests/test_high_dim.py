@@ -51,6 +51,7 @@ def test_regression_exact_limit_and_gradient_flow_at_t_2():
     assert float(reg.limit(1.9).fixed_point([1.0])) == pytest.approx(4.75)
 
 
+@pytest.mark.slow
 def test_regression_simulation_matches_the_exact_recursion():
     reg = OnlineRegression(N_REG, S2)
     for c, seed in ((1.0, 0), (1.9, 1)):
@@ -128,6 +129,7 @@ def stationary_second_moment(dynamics, lo=-0.999, hi=0.999):
     return float(np.trapezoid(m * m * p, m) / np.trapezoid(p, m))
 
 
+@pytest.mark.slow
 def test_oja_simulation_and_the_sde_near_the_fixed_points():
     """<m^2> at N = 400, lambda = 1: about 0.81, 0.33, 0.02 for c = 0.2, 1, 2.5 (issue 16)."""
     n = 400
