@@ -17,21 +17,18 @@ Run: ``python examples/svag_scaling_rule.py [--quick] [--out runs/svag_scaling_r
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 from pathlib import Path
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # a script: files only, no window
+import _common
 import matplotlib.pyplot as plt
 import torch
-from bayesdepth.inference import SGD, SVAG, SGDProblem, langevin, sample
+from bayesdepth.inference import SGD, SVAG, SGDProblem, langevin, noise, sample
 from bayesdepth.inference.plots import plot_noise_to_signal, plot_svag_gap
 from bayesdepth.inference.regression import linear_regression_moments
 from bayesdepth.inference.sgd_potentials import LinearRegressionPotential
 
 from bayesdepth.data import linear_regression
-from bayesdepth.plotting import save_figure
 
 F64 = torch.float64
 
@@ -86,7 +83,8 @@ def part1(out: Path, quick: bool) -> None:
     print(f"wrote {path}")
 
 
-def part2(out: Path, quick: bool) -> None:
+def part2(args) -> None:
+    out, quick = args.out, args.quick
     data = linear_regression()
     x, s = data.x, data.noise_scale
     n = x.shape[0]
@@ -97,17 +95,19 @@ def part2(out: Path, quick: bool) -> None:
     run = sample(LinearRegressionPotential(data, batch), SGD(lr, noise_stats=True),
                  num_chains=chains, num_draws=steps, init=start.expand(chains, -1).clone(),
                  seed=0)
-    sq, noise = run.stats["grad_sq"].mean(0), run.stats["grad_noise"].mean(0)
+    sq, var = run.stats["grad_sq"].mean(0), run.stats["grad_noise"].mean(0)
     window = 200
     smooth = torch.nn.functional.avg_pool1d
-    ratio = (smooth(sq[None, None], window, 1) / smooth(noise[None, None], window, 1))[0, 0]
+    ratio = (smooth(sq[None, None], window, 1) / smooth(var[None, None], window, 1))[0, 0]
     p1 = plot_noise_to_signal(torch.arange(ratio.numel()) + window, ratio.clamp_min(1e-3),
                               out / "noise_to_signal.png",
                               title=f"G/N along SGD (lr={lr}, B={batch})")
     tail = steps // 2
-    gn = float(sq[tail:].mean() / noise[tail:].mean())
-    print(f"stationary G/N from one run (lr={lr}, B={batch}): {gn:.4f} -> the linear scaling "
-          f"rule should hold while kappa << {1 / gn:.0f}")
+    est = noise.two_batch_estimate({k: run.stats[k][:, tail:] for k in ("grad_sq", "grad_noise")})
+    gn = 1 / est.noise_over_signal
+    print(f"stationary G/N from one run (lr={lr}, B={batch}): {gn:.4f} (N/G = "
+          f"{est.noise_over_signal:.1f} +- {est.noise_over_signal_se:.1f}) -> the linear "
+          f"scaling rule should hold while kappa << {1 / gn:.0f}")
     # exact stationary G/N: G = tr(A S A), N = tr E[Cov g_B(theta)] = tr(C_* + mean_n K_n S K_n) / B
     problem = SGDProblem.from_linear_regression(data, lr=lr, batch_size=batch)
     a, c_star = problem.hessian, problem.noise_cov  # at the optimum (the posterior mean)
@@ -135,22 +135,18 @@ def part2(out: Path, quick: bool) -> None:
     ax.set_xlabel("scaling kappa: (lr, B) -> (kappa lr, kappa B)")
     ax.set_ylabel("relative error of the scaling rule")
     ax.legend(fontsize=8)
-    p2 = save_figure(fig, out / "scaling_rule.png")
     for k, m in zip(kappas, measured):
         print(f"kappa = {k:3d}: exact error {m:.4f}, predicted kappa G/N = {k * gn:.4f}")
-    print(f"wrote {p1}, {p2}")
+    print(f"wrote {p1}")
+    _common.save(fig, args, "scaling_rule.png")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
-    parser.add_argument("--out", default="runs/svag_scaling_rule", help="output folder")
+    parser = _common.example_parser(__doc__, "svag_scaling_rule")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    part1(out, args.quick)
-    part2(out, args.quick)
+    _common.start(args)
+    part1(args.out, args.quick)
+    part2(args)
 
 
 if __name__ == "__main__":

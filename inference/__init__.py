@@ -13,6 +13,11 @@
   moments on linear regression), :mod:`.sdes` (SME1/SME2/underdamped/stochastic modified flow as
   torchsde SDEs), :mod:`.noise` (gradient-noise statistics), :mod:`.heavy_tails` (alpha-stable
   noise, tail index), :mod:`.escape` (exit times).
+- When the SDE model holds (docs/theory.md §14): :mod:`.scale_invariance` (norm equilibrium of
+  scale-invariant losses with weight decay, the linear-scaling-rule certificate) with the test
+  models of :mod:`.normalised_models`; :mod:`.high_dim` (effective dynamics of summary statistics
+  at the critical step size) with the exact instances of :mod:`.online_sgd`; :mod:`.anomalous`
+  (the MSD exponent predicted from the spectrum).
 - Checks against simulation: :mod:`.statistics` (chain covariances with standard errors, MSD),
   :mod:`.sgd_potentials` (mean-loss potentials of the test problems), :mod:`.experiments`
   (:func:`sgd_vs_prediction`, :func:`quadratic_vs_prediction`), :mod:`.plots` (figures).
@@ -29,16 +34,21 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
 
 # Submodules are attributes (``bi.langevin.stationary_covariance``), not part of ``__all__``.
 from . import (  # noqa: F401
+    anomalous,
     escape,
     experiments,
     heavy_tails,
+    high_dim,
     langevin,
     momentum,
     noise,
+    normalised_models,
+    online_sgd,
     plots,
     problem,
     regression,
     samplers,
+    scale_invariance,
     sdes,
     sgd_potentials,
     sgld_moments,

@@ -4,23 +4,31 @@ Conventions of docs/theory.md §0: the per-example gradient covariance uses the 
 normalisation ``C = (1/N) sum_n (g_n - g)(g_n - g)^T`` and a minibatch gradient has covariance
 ``phi C`` with the factor of :func:`~.problem.minibatch_noise_factor` (``1/B`` for iid batches,
 ``(N - B) / (B (N - 1))`` without replacement). Heavy-tailed noise is in :mod:`.heavy_tails`.
+
+Along a run, :func:`two_batch_estimate` turns the unbiased two-batch statistics that
+``SGD(noise_stats=True)`` and ``SVAG`` report into ``G``, ``N`` and ``N / G`` with between-chain
+standard errors (docs/theory.md §3.4, §14.3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
 from bayesdepth._validation import check_tensor
 
 from .problem import minibatch_noise_factor
+from .statistics import chain_mean
 
 __all__ = [
+    "TwoBatchEstimate",
     "gradient_noise_covariance",
     "noise_to_signal",
     "noise_to_signal_along",
     "per_example_grads",
+    "two_batch_estimate",
 ]
 
 
@@ -100,3 +108,52 @@ def noise_to_signal_along(
         for p in path
     ]
     return torch.stack(out)
+
+
+class TwoBatchEstimate(NamedTuple):
+    """Gradient signal and noise averaged over a run, with between-chain standard errors."""
+
+    signal: float  #: ``G = E|grad L|^2`` (mean of ``grad_sq = g_1 . g_2``)
+    signal_se: float
+    noise: float  #: ``N = E tr Cov(g_B)`` (mean of ``grad_noise = |g_1 - g_2|^2 / 2``)
+    noise_se: float
+    noise_over_signal: float  #: ``N / G`` (ratio of the two means)
+    noise_over_signal_se: float  #: by the delta method over chains
+
+
+def two_batch_estimate(run: Any) -> TwoBatchEstimate:
+    r"""``G``, ``N`` and ``N / G`` from the two-batch statistics of a run.
+
+    Two independent batches at the same point give the unbiased estimates
+    ``g_1 . g_2`` of ``|grad L|^2`` and ``|g_1 - g_2|^2 / 2`` of ``tr Cov(g_B)``
+    (docs/theory.md §3.4). Every chain's time average is one independent estimate; the ratio is
+    ``r = N / G`` of the pooled means, with standard error
+    ``sd_k(N_k - r G_k) / (sqrt(K) G)`` (delta method over the ``K`` chains).
+
+    Args:
+        run: a :class:`~bayesdepth.inference.Chains` of ``SGD(noise_stats=True)`` or ``SVAG``,
+            or a mapping with ``"grad_sq"`` and ``"grad_noise"`` of shape (chains, draws).
+
+    Raises:
+        ValueError: if the statistics are missing, or the mean signal is not positive.
+    """
+    stats = run.stats if hasattr(run, "stats") else run
+    if not isinstance(stats, Mapping) or not {"grad_sq", "grad_noise"} <= set(stats):
+        have = sorted(stats) if isinstance(stats, Mapping) else type(stats).__name__
+        raise ValueError(
+            f"run must carry the statistics 'grad_sq' and 'grad_noise' (run SGD with "
+            f"noise_stats=True, or SVAG); got {have}"
+        )
+    sq = torch.as_tensor(stats["grad_sq"], dtype=torch.float64)
+    noise = torch.as_tensor(stats["grad_noise"], dtype=torch.float64)
+    if sq.dim() != 2 or sq.shape != noise.shape:
+        raise ValueError(
+            f"grad_sq and grad_noise must have one shape (chains, draws), got "
+            f"{tuple(sq.shape)} and {tuple(noise.shape)}"
+        )
+    g, g_se = chain_mean(sq)
+    n, n_se = chain_mean(noise)
+    if not g > 0:
+        raise ValueError(f"the mean signal G = {g:.3g} must be positive to form N / G")
+    r = n / g
+    return TwoBatchEstimate(g, g_se, n, n_se, r, chain_mean(noise - r * sq)[1] / g)

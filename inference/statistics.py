@@ -18,8 +18,10 @@ import torch
 __all__ = [
     "as_draws",
     "chain_covariance",
+    "chain_mean",
     "diffusion_exponent",
     "empirical_msd",
+    "loglog_slope",
     "relative_frobenius_error",
 ]
 
@@ -84,6 +86,42 @@ def empirical_msd(draws: Any, lags: Sequence[int]) -> torch.Tensor:
     return torch.stack(out)
 
 
+def chain_mean(values: Any) -> tuple[float, float]:
+    """Mean of (chains, draws) values and its between-chain standard error (docs/theory.md §7.2).
+
+    Each chain's time average is one independent estimate; the standard error is their standard
+    deviation / sqrt(chains) (NaN for a single chain).
+    """
+    v = torch.as_tensor(values, dtype=torch.float64)
+    if v.dim() != 2:
+        raise ValueError(f"values must have shape (chains, draws), got {tuple(v.shape)}")
+    per = v.mean(1)
+    k = per.shape[0]
+    se = float(per.std() / math.sqrt(k)) if k > 1 else math.nan
+    return float(per.mean()), se
+
+
+def loglog_slope(x: Any, y: Any, window: tuple[float, float] | None = None) -> float:
+    """Least-squares slope of ``log y`` on ``log x`` over the positive pairs (inside ``window``).
+
+    The one power-law fit of the package: MSD exponents (:func:`diffusion_exponent`) and the
+    spectral exponents of :mod:`.anomalous`.
+    """
+    t = np.asarray(torch.as_tensor(x, dtype=torch.float64).cpu())
+    m = np.asarray(torch.as_tensor(y, dtype=torch.float64).cpu())
+    if t.shape != m.shape or t.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of one length, got {t.shape} and {m.shape}")
+    keep = (t > 0) & (m > 0)
+    if window is not None:
+        keep &= (t >= window[0]) & (t <= window[1])
+    if keep.sum() < 2:
+        raise ValueError(
+            f"need at least two positive points (inside the window {window}) to fit a power "
+            f"law, got {int(keep.sum())}"
+        )
+    return float(np.polyfit(np.log(t[keep]), np.log(m[keep]), 1)[0])
+
+
 def diffusion_exponent(
     lags: Any, msd: Any, window: tuple[float, float] | None = None
 ) -> float:
@@ -91,12 +129,7 @@ def diffusion_exponent(
 
     ``MSD ∝ tau^gamma``: ``gamma = 1`` is ordinary diffusion, ``gamma < 1`` sub-diffusion
     (Kunin et al. 2021 report anomalous diffusion of SGD past convergence; docs/theory.md §2.6).
+    The exponent predicted from the spectrum is :func:`.anomalous.predicted_msd_exponent`
+    (docs/theory.md §14.6).
     """
-    t = np.asarray(torch.as_tensor(lags, dtype=torch.float64))
-    m = np.asarray(torch.as_tensor(msd, dtype=torch.float64))
-    keep = (t > 0) & (m > 0)
-    if window is not None:
-        keep &= (t >= window[0]) & (t <= window[1])
-    if keep.sum() < 2:
-        raise ValueError("need at least two positive lags (inside the window) to fit an exponent")
-    return float(np.polyfit(np.log(t[keep]), np.log(m[keep]), 1)[0])
+    return loglog_slope(lags, msd, window)

@@ -76,3 +76,27 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="disagree on N"):
         noise.per_example_grads(sq_loss, torch.zeros(2, dtype=F64), torch.zeros(3, 2),
                                 torch.zeros(4))
+
+
+def test_two_batch_estimate_on_the_quadratic():
+    from bayesdepth.inference import SGD, SGDProblem, langevin, sample
+    from bayesdepth.inference.sgd_potentials import QuadraticPotential
+    from quadratic import random_problem
+
+    a, c = random_problem(4)
+    problem = SGDProblem(a, c, lr=0.3, batch_size=2)
+    run = sample(QuadraticPotential(problem), SGD(0.3, noise_stats=True), num_chains=64,
+                 num_draws=1500, warmup=int(10 * problem.relaxation_time), seed=0)
+    est = noise.two_batch_estimate(run)
+    signal = float(torch.trace(a @ langevin.stationary_covariance(problem) @ a))
+    exact_noise = float(torch.trace(problem.minibatch_noise_cov))
+    assert abs(est.signal - signal) < 3 * est.signal_se
+    assert abs(est.noise - exact_noise) < 3 * est.noise_se
+    inverse = 1 / langevin.noise_to_signal_ratio(problem)
+    assert abs(est.noise_over_signal - inverse) < 3 * est.noise_over_signal_se
+    assert est.noise_over_signal_se < 0.05 * inverse
+    with pytest.raises(ValueError, match="noise_stats=True"):
+        noise.two_batch_estimate(sample(QuadraticPotential(problem), SGD(0.3), num_chains=2,
+                                        num_draws=3, seed=0))
+    with pytest.raises(ValueError, match="must be positive"):
+        noise.two_batch_estimate({"grad_sq": -torch.ones(2, 3), "grad_noise": torch.ones(2, 3)})

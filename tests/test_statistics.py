@@ -45,7 +45,7 @@ def test_relative_error_and_diffusion_exponent():
     assert diffusion_exponent(lags, 3 * lags**0.4) == pytest.approx(0.4)
     assert diffusion_exponent(lags, lags**0.4 + (lags > 100) * 1e3, window=(1, 100)) == (
         pytest.approx(0.4))
-    with pytest.raises(ValueError, match="at least two positive lags"):
+    with pytest.raises(ValueError, match="at least two positive points"):
         diffusion_exponent([1, 2], [1.0, 2.0], window=(5, 10))
 
 
@@ -79,3 +79,18 @@ def test_draws_from_runner_chains_dicts_and_arrays():
     assert empirical_msd({"w": w}, [1]).shape == (1,)
     one = as_draws(w[0].numpy())  # (draws, d) is one chain
     assert one.shape == (1, 50, 2) and one.dtype == F64
+
+
+def test_chain_mean_and_loglog_slope():
+    from bayesdepth.inference.statistics import chain_mean, loglog_slope
+
+    values = torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=F64)
+    mean, se = chain_mean(values)
+    assert mean == pytest.approx(4.0) and se == pytest.approx(2.0)  # sd(2, 6) / sqrt(2)
+    assert math.isnan(chain_mean(values[:1])[1])
+    with pytest.raises(ValueError, match=r"\(chains, draws\)"):
+        chain_mean(torch.ones(3))
+    x = np.arange(1, 50)
+    assert loglog_slope(x, 2.0 * x**-1.7) == pytest.approx(-1.7)
+    with pytest.raises(ValueError, match="1-D of one length"):
+        loglog_slope(x, x[:-1])
