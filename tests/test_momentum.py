@@ -9,7 +9,6 @@ import torch
 from bayesdepth.inference import SGD, SGDProblem, langevin, momentum
 from bayesdepth.inference.statistics import (
     chain_covariance,
-    diffusion_exponent,
     empirical_msd,
     relative_frobenius_error,
 )
@@ -144,18 +143,6 @@ def test_probability_current_and_msd_against_sgd():
     pm = momentum.msd_curve(problem, lags)
     zz = (per_chain.mean(0) - pm) / (per_chain.std(0) / math.sqrt(per_chain.shape[0]))
     assert float(zz.abs().max()) < 4
-
-
-def test_msd_exponent_of_power_law_spectrum_is_anomalous():
-    d = 400
-    a = torch.logspace(-4, 0, d, dtype=F64)  # power-law spectrum, C proportional to A
-    lags = np.unique(np.logspace(0, 4, 30).astype(int))
-    msd = momentum.msd_curve(SGDProblem(torch.diag(a), torch.diag(a), lr=0.5), lags.tolist())
-    gamma = diffusion_exponent(lags, msd, window=(10, 1000))
-    assert 0.05 < gamma < 0.9  # sub-diffusive, not the ballistic 2 nor the Brownian 1
-    eye = torch.eye(3, dtype=F64)
-    flat = momentum.msd_curve(SGDProblem(eye, eye, lr=0.01), [1, 2, 4])
-    assert diffusion_exponent([1, 2, 4], flat) == pytest.approx(1.0, abs=0.02)
 
 
 def test_phase_space_laws_refuse_a_preconditioner_and_unstable_rates():
