@@ -2,7 +2,8 @@
 
 - Samplers (one per module, pure ``init``/``step`` over a leading chain dimension): :class:`SGLD`,
   :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
-  step-size schedules :class:`Constant`, :class:`CyclicalCosine` (all in :mod:`.samplers`).
+  :class:`Adam` (exactly ``torch.optim.Adam``); step-size schedules :class:`Constant`,
+  :class:`CyclicalCosine` (all in :mod:`.samplers`).
 - Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
   :func:`module_potential`) and the multi-chain runner :func:`sample` (checkpoints, resume,
   non-finite policies) returning :class:`Chains`.
@@ -53,6 +54,7 @@ from .samplers import (
     SGHMC,
     SGLD,
     SVAG,
+    Adam,
     Constant,
     CyclicalCosine,
     Sampler,
@@ -66,6 +68,7 @@ __all__ = [
     "SGHMC",
     "SGLD",
     "SVAG",
+    "Adam",
     "Chains",
     "Constant",
     "CyclicalCosine",
