@@ -153,12 +153,19 @@ def eyring_kramers_rate(
     return abs(float(wb[0])) / (2 * math.pi) * math.exp(0.5 * log_det_ratio - dl / t)
 
 
-def _per_coordinate(name: str, value: Any, dim: int | None) -> list[float]:
-    values = [value] if not isinstance(value, Sequence | torch.Tensor) else list(value)
-    values = [check_positive(f"{name}[{i}]", v) for i, v in enumerate(values)]
-    if dim is not None and len(values) not in (1, dim):
-        raise ValueError(f"{name} must have 1 or {dim} entries, got {len(values)}")
-    return values * (dim if dim and len(values) == 1 else 1)
+def _per_coordinate(**values: Any) -> list[list[float]]:
+    """Numbers or sequences, one entry per coordinate, checked > 0 and broadcast to one length."""
+    lists = {name: list(v) if isinstance(v, Sequence | torch.Tensor) else [v]
+             for name, v in values.items()}
+    lengths = {name: len(v) for name, v in lists.items() if len(v) != 1}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"{', '.join(values)} need one entry per coordinate (or a single number), got "
+            f"lengths {lengths}"
+        )
+    dim = max(lengths.values(), default=1)
+    return [[check_positive(f"{name}[{i}]", x) for i, x in enumerate(v * (dim // len(v)))]
+            for name, v in lists.items()]
 
 
 def levy_exit_time(
@@ -189,12 +196,8 @@ def levy_exit_time(
     if not 0 < alpha < 2:
         raise ValueError(f"alpha must lie in (0, 2) for a pure-jump law, got {alpha!r}")
     eps = check_positive("scale", scale)
-    sizes = [len(v) for v in (right, left, preconditioner)
-             if isinstance(v, Sequence | torch.Tensor)]
-    dim = max(sizes, default=1)
-    a = _per_coordinate("right", right, dim)
-    b = _per_coordinate("left", left, dim)
-    q = _per_coordinate("preconditioner", 1.0 if preconditioner is None else preconditioner, dim)
+    a, b, q = _per_coordinate(right=right, left=left,
+                              preconditioner=1.0 if preconditioner is None else preconditioner)
     c_alpha = math.gamma(1 + alpha) * math.sin(math.pi * alpha / 2) / math.pi
     jumps = sum(qi**-alpha * (ai**-alpha + bi**-alpha) for qi, ai, bi in zip(q, a, b))
     return alpha / (eps**alpha * c_alpha * jumps)

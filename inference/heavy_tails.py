@@ -19,7 +19,9 @@ from bayesdepth._validation import check_positive, check_positive_int, check_ten
 __all__ = ["LevyPath", "sample_symmetric_stable", "simulate_levy_sde", "tail_index"]
 
 
-def tail_index(samples: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
+def tail_index(
+    samples: torch.Tensor, block_size: int | None = None, *, per_coordinate: bool = False
+) -> torch.Tensor:
     r"""Tail index ``alpha`` of symmetric alpha-stable samples (docs/theory.md §6.5).
 
     The last dimension holds K = K1 K2 samples (extra leading ones are truncated); blocks of size
@@ -31,8 +33,26 @@ def tail_index(samples: torch.Tensor, block_size: int | None = None) -> torch.Te
     the estimator of Mohammadi, Mohammadpour, Ogata (2015) as used by Simsekli, Sagun,
     Gurbuzbalaban (ICML 2019) on gradient noise. ``block_size``
     defaults to ``floor(sqrt(K))``. Returns the estimate for every leading index.
+
+    The estimator assumes one law for the whole last dimension. Pooling the *coordinates* of a
+    noise vector (as Simsekli et al. do) mixes scales: Gaussian coordinates whose variances are
+    log-normal, ``ln sigma_j^2 ~ N(0, s^2)``, give ``1 / (1/2 + s^2 / (4 ln K1))`` (1.80 at
+    ``K1 = 100``, ``s = 1``) instead of 2 (Li, Malladi, Arora 2021, app. B.3; docs/theory.md
+    §13.5). With ``per_coordinate=True`` ``samples`` is (..., draws, coordinates): each
+    coordinate is first divided by its geometric-mean scale ``exp(mean_draws ln|X|)`` (a robust
+    scale that exists for every alpha), then the coordinates of each draw are pooled; the
+    result has shape (..., draws). Use it whenever the pooled values may have different scales.
     """
     check_tensor("samples", samples, floating=True)
+    if not isinstance(per_coordinate, bool):
+        raise TypeError(f"per_coordinate must be True or False, got {per_coordinate!r}")
+    if per_coordinate:
+        if samples.dim() < 2 or samples.shape[-2] < 2:
+            raise ValueError(
+                f"per_coordinate=True needs samples of shape (..., draws >= 2, coordinates), got "
+                f"{tuple(samples.shape)}"
+            )
+        samples = samples / samples.abs().log().mean(-2, keepdim=True).exp()
     k = samples.shape[-1]
     k1 = math.isqrt(k) if block_size is None else check_positive_int("block_size", block_size, 2)
     k2 = k // k1
