@@ -12,7 +12,9 @@
   :mod:`.momentum` (phase space, underdamped, MSD, modified loss), :mod:`.regression` (exact
   moments on linear regression), :mod:`.sdes` (SME1/SME2/underdamped/stochastic modified flow as
   torchsde SDEs), :mod:`.noise` (gradient-noise statistics), :mod:`.heavy_tails` (alpha-stable
-  noise, tail index), :mod:`.escape` (exit times).
+  noise, tail index), :mod:`.escape` (exit times, Eyring–Kramers); which minimum SGD picks:
+  :mod:`.degenerate` (free diffusion at singular minima), :mod:`.label_noise` (the slow flow on
+  the zero-loss manifold), :mod:`.fokker_planck` (basin masses, spectral gap).
 - Checks against simulation: :mod:`.statistics` (chain covariances with standard errors, MSD),
   :mod:`.sgd_potentials` (mean-loss potentials of the test problems), :mod:`.experiments`
   (:func:`sgd_vs_prediction`, :func:`quadratic_vs_prediction`), :mod:`.plots` (figures).
@@ -29,9 +31,12 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
 
 # Submodules are attributes (``bi.langevin.stationary_covariance``), not part of ``__all__``.
 from . import (  # noqa: F401
+    degenerate,
     escape,
     experiments,
+    fokker_planck,
     heavy_tails,
+    label_noise,
     langevin,
     momentum,
     noise,

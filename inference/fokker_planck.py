@@ -9,12 +9,13 @@ with learning rate ``eta``, batch size ``B`` and gradient-noise variance ``c(the
 whose zero-flux stationary solution is ``p ∝ e^{-Phi} / D`` with ``Phi' = L' / D``
 (docs/theory.md §13.3). Its mass in each basin of attraction of ``-L'`` says which minimum SGD
 prefers: at low temperature the mass ratio of two equally deep minima tends to
-``sqrt(L''_b / L''_a)``, the flatter one winning (the large-batch / sharp-minima analysis of
-arXiv 2112.00987). The generator ``G f = D f'' - L' f' = (1/p)(p D f')'`` is self-adjoint in
-``L^2(p)``; on a uniform grid its finite-difference version is a reversible birth–death chain,
-symmetrised by ``p^{1/2}`` into a tridiagonal matrix (scipy's ``eigh_tridiagonal``). Its
-smallest non-zero eigenvalue, the **spectral gap**, is the relaxation rate between basins and tends
-to the sum of the Eyring–Kramers rates out of them (:func:`.escape.eyring_kramers_rate`).
+``sqrt(L''_b / L''_a)``, the flatter one winning (Dai and Zhu, "On large batch training and sharp
+minima: a Fokker–Planck perspective", arXiv 2112.00987). The generator
+``G f = D f'' - L' f' = (1/p)(p D f')'`` is self-adjoint in ``L^2(p)``; on a uniform grid its
+finite-difference version is a reversible birth–death chain, symmetrised by ``p^{1/2}`` into a
+tridiagonal matrix (scipy's ``eigh_tridiagonal``). Its smallest non-zero eigenvalue, the
+**spectral gap**, is the relaxation rate between basins and tends to the sum of the
+Eyring–Kramers rates out of them (:func:`.escape.eyring_kramers_rate`).
 
 The gap is exponentially small while the matrix norm is ``~ D / h^2``, below the eigensolver's
 absolute accuracy at low temperature, so the eigenvector (accurate) is turned into the eigenvalue

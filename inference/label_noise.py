@@ -96,7 +96,9 @@ def limiting_flow(
         theta0: start(s) on the manifold, (d,) or (K, d).
         times: increasing slow times (T,), the first one the start's.
         label_noise: ``sigma``; default the potential's own (which must then be > 0).
-        method, rtol, atol: passed to ``torchdiffeq.odeint``.
+        method: the ``torchdiffeq.odeint`` solver.
+        rtol: its relative tolerance.
+        atol: its absolute tolerance.
 
     Returns:
         ``X(times)``, shape (T, d) or (T, K, d), float64 on ``theta0``'s device.

@@ -211,7 +211,8 @@ class LeastSquaresPotential(_Regression):
     Args:
         model: ``f(theta, x) -> (B,)`` predictions for one chain's parameters ``theta`` (d,) at
             inputs ``x`` (B, ...); written for a single chain (it is vmapped).
-        x: inputs (N, ...); y: targets (N,).
+        x: inputs (N, ...).
+        y: targets (N,).
         batch_size: ``B`` (None: the full data every call).
         noise_scale: ``s`` > 0.
         label_noise: ``sigma`` >= 0.
