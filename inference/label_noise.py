@@ -46,6 +46,11 @@ def _check(potential: LeastSquaresPotential) -> None:
         )
 
 
+def _on(potential: LeastSquaresPotential, device: torch.device) -> LeastSquaresPotential:
+    """The potential with its data on ``device`` (the parameters' device)."""
+    return potential if potential.device == device else potential.to(device)
+
+
 def _full_loss(potential: LeastSquaresPotential) -> Callable[[torch.Tensor], torch.Tensor]:
     """``L(theta)`` on all the data, without label noise, for one chain's ``theta`` (d,)."""
 
@@ -69,7 +74,7 @@ def hessian_trace(potential: LeastSquaresPotential, theta: torch.Tensor) -> torc
     """
     _check(potential)
     theta = check_tensor("theta", theta, ndim=(1, 2), floating=True).to(F64)
-    trace = _trace_hessian(potential)
+    trace = _trace_hessian(_on(potential, theta.device))
     return trace(theta) if theta.dim() == 1 else torch.func.vmap(trace)(theta)
 
 
@@ -101,7 +106,8 @@ def limiting_flow(
         atol: its absolute tolerance.
 
     Returns:
-        ``X(times)``, shape (T, d) or (T, K, d), float64 on ``theta0``'s device.
+        ``X(times)``, shape (T, d) or (T, K, d), float64 on ``theta0``'s device (the potential's
+        data are moved there).
 
     Raises:
         ValueError: if a start is off the manifold (``max |f_n - y_n| > 1e-6``) or ``sigma`` is 0.
@@ -111,6 +117,7 @@ def limiting_flow(
     sigma = check_positive("label_noise", sigma)
     x0 = check_tensor("theta0", theta0, ndim=(1, 2), floating=True).to(F64)
     ts = check_tensor("times", times, ndim=1, floating=True).to(dtype=F64, device=x0.device)
+    potential = _on(potential, x0.device)
     batch = potential.num_data if potential.batch_size is None else potential.batch_size
     c = sigma**2 / (batch * potential.noise_var)
 

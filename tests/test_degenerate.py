@@ -156,3 +156,29 @@ def test_momentum_null_variance_and_msd(problem):
     lags = [1, 5, 20]
     emp = ((theta[:, 100 + np.array(lags)] - theta[:, 100:101]) ** 2).sum(-1).mean(0)
     assert np.allclose(emp.numpy(), _quiet(momentum.msd_curve, pm, lags).numpy(), rtol=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_new_theory_follows_the_device(problem):
+    from bayesdepth.inference import Adam, heavy_tails, label_noise
+    from bayesdepth.inference.sgd_potentials import LeastSquaresPotential
+
+    cuda = problem.replace(hessian=problem.hessian.cuda(), noise_cov=problem.noise_cov.cuda())
+    s = _quiet(langevin.stationary_covariance, cuda.replace(momentum=0.5))
+    assert s.is_cuda and torch.allclose(s.cpu(), _quiet(langevin.stationary_covariance,
+                                                         problem.replace(momentum=0.5)))
+    assert degenerate.null_space_diffusion(cuda).rate.is_cuda
+    adam = Adam(0.1)
+    state, _ = adam.step(adam.init(torch.ones(3, 2, device="cuda", dtype=F64)),
+                         lambda p, g: (p * 2, p.sum(-1)), None)
+    assert state.params.is_cuda and state.exp_avg_sq.is_cuda
+    one = torch.ones(1, dtype=F64)
+    potential = LeastSquaresPotential(lambda t, x: t[0] * t[1] * x, one, one, label_noise=1.0)
+    start = torch.tensor([3.0, 1 / 3], dtype=F64, device="cuda")
+    path = label_noise.limiting_flow(potential, start, torch.tensor([0.0, 0.5], dtype=F64))
+    assert path.is_cuda
+    out = heavy_tails.simulate_levy_sde(lambda x: -x, torch.zeros(10, 2, dtype=F64,
+                                                                   device="cuda"), 2.0, 0.5,
+                                        0.01, 5, inside=lambda x: (x.abs() < 1).all(-1),
+                                        generator=torch.Generator("cuda").manual_seed(0))
+    assert out.exit_time.is_cuda

@@ -20,7 +20,8 @@ F64 = torch.float64
         {"weight_decay": 0.2, "decoupled_weight_decay": True},
     ],
 )
-def test_adam_is_bitwise_torch_optim_adam(kwargs):
+@pytest.mark.parametrize("foreach", [False, True])  # torch's single- and multi-tensor paths
+def test_adam_is_bitwise_torch_optim_adam(kwargs, foreach):
     torch.manual_seed(0)
     a = torch.randn(3, 3, dtype=F64)
     x0 = {"w": torch.randn(5, 3, dtype=F64), "v": torch.randn(5, 2, dtype=F64)}
@@ -33,7 +34,7 @@ def test_adam_is_bitwise_torch_optim_adam(kwargs):
     state = sampler.init({k: v.clone() for k, v in x0.items()})
     w = x0["w"].clone().requires_grad_(True)
     v = x0["v"].clone().requires_grad_(True)
-    opt = torch.optim.Adam([w, v], lr=schedule(0), foreach=False, **kwargs)
+    opt = torch.optim.Adam([w, v], lr=schedule(0), foreach=foreach, **kwargs)
     for k in range(40):
         state, info = sampler.step(state, grad_fn, None)
         for group in opt.param_groups:

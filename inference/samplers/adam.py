@@ -1,7 +1,7 @@
 r"""Adam as a (noise-free) sampler: exactly ``torch.optim.Adam``'s update, over K chains.
 
-The update is ``torch.optim.Adam``'s single-tensor path (``maximize=False``, ``foreach=False``),
-applied to every chain at once; at step ``t = 1, 2, ...``
+The update is ``torch.optim.Adam``'s (``maximize=False``; its single- and multi-tensor paths
+agree bit for bit), applied to every chain at once; at step ``t = 1, 2, ...``
 
 .. math::
 
