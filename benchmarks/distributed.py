@@ -14,6 +14,7 @@ in the same run. Peak memory is the largest resident set (CPU) or CUDA's
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -52,7 +53,7 @@ def worker(args) -> None:
 
     bd.fit(model.model, model.guide, x, y, num_steps=args.steps, batch_size=args.batch_size,
            seed=0, progress=False, distributed=True, callback=tick)
-    per_step = statistics.median(b - a for a, b in zip(times[5:], times[6:]))
+    per_step = statistics.median(b - a for a, b in itertools.pairwise(times[5:]))
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     Path(args.result, f"rank{group.rank}.json").write_text(

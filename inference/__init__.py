@@ -2,7 +2,8 @@
 
 - Samplers (one per module, pure ``init``/``step`` over a leading chain dimension): :class:`SGLD`,
   :class:`SGHMC`, :class:`PSGLD`, :class:`SGD` (exactly ``torch.optim.SGD``), :class:`SVAG`;
-  step-size schedules :class:`Constant`, :class:`CyclicalCosine` (all in :mod:`.samplers`).
+  :class:`Adam` (exactly ``torch.optim.Adam``); step-size schedules :class:`Constant`,
+  :class:`CyclicalCosine` (all in :mod:`.samplers`).
 - Potentials from Pyro models or ``nn.Module``s (:func:`pyro_potential`,
   :func:`module_potential`; every chain draws its own minibatch) and the multi-chain runner
   :func:`sample` (checkpoints, resume, warm starts, non-finite policies) returning
@@ -12,7 +13,10 @@
   :mod:`.momentum` (phase space, underdamped, MSD, modified loss), :mod:`.regression` (exact
   moments on linear regression), :mod:`.sdes` (SME1/SME2/underdamped/stochastic modified flow as
   torchsde SDEs), :mod:`.noise` (gradient-noise statistics), :mod:`.heavy_tails` (alpha-stable
-  noise, tail index), :mod:`.escape` (exit times).
+  noise, tail index), :mod:`.escape` (exit times, Eyring–Kramers).
+- Which minimum SGD picks (docs/theory.md §13): :mod:`.degenerate` (free diffusion at singular
+  minima), :mod:`.label_noise` (the slow flow on the zero-loss manifold), :mod:`.fokker_planck`
+  (basin masses, spectral gap).
 - When the SDE model holds (docs/theory.md §14): :mod:`.scale_invariance` (norm equilibrium of
   scale-invariant losses with weight decay, the linear-scaling-rule certificate) with the test
   models of :mod:`.normalised_models`; :mod:`.high_dim` (effective dynamics of summary statistics
@@ -35,10 +39,13 @@ if __name__ == "inference":  # imported from the source tree under the wrong nam
 # Submodules are attributes (``bi.langevin.stationary_covariance``), not part of ``__all__``.
 from . import (  # noqa: F401
     anomalous,
+    degenerate,
     escape,
     experiments,
+    fokker_planck,
     heavy_tails,
     high_dim,
+    label_noise,
     langevin,
     momentum,
     noise,
@@ -67,6 +74,7 @@ from .samplers import (
     SGHMC,
     SGLD,
     SVAG,
+    Adam,
     Constant,
     CyclicalCosine,
     Sampler,
@@ -81,6 +89,7 @@ __all__ = [
     "SGHMC",
     "SGLD",
     "SVAG",
+    "Adam",
     "Chains",
     "Constant",
     "CyclicalCosine",

@@ -13,7 +13,11 @@ memory) in float64 on the problem's device; results come back in the Hessian's d
 * SVAG(l) (Li, Malladi, Arora 2021; docs/theory.md §3.3): ``A~ S + S A~ - (eta/l) A~ S A~ =
   eta phi C``.
 
-With momentum the law lives in phase space: see :mod:`.momentum`.
+With momentum the law lives in phase space: see :mod:`.momentum`. A positive *semi*-definite
+``A~`` (a degenerate minimum) is accepted: every law is then the stationary law on the range of
+``A~`` (the covariance of the component ``Q theta`` that relaxes; ``Q`` projects onto the range of
+``H A~`` along its null space), with a :class:`~.problem.DegenerateMinimumWarning`; the free
+diffusion along the null space is :func:`.degenerate.null_space_diffusion` (docs/theory.md §13.1).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from bayesdepth._validation import check_positive, check_positive_int
 
-from ._eigen import Eigenbasis, check_stable, eigenbasis, from_eigenbasis
+from ._eigen import Eigenbasis, check_stable, eigenbasis, from_eigenbasis, pair_mask
 from ._linalg import check_symmetric
 from .momentum import phase_space_covariance, underdamped_covariance
 from .problem import SGDProblem
@@ -40,9 +44,16 @@ __all__ = [
 
 
 def _lyapunov(basis: Eigenbasis, scale: float, kappa: float) -> torch.Tensor:
-    """``S'_ij = scale C'_ij / (a_i + a_j - kappa a_i a_j)``."""
+    """``S'_ij = scale C'_ij / (a_i + a_j - kappa a_i a_j)`` on the range block, 0 elsewhere."""
     w = basis.values
-    return scale * basis.noise / (w[:, None] + w[None, :] - kappa * w[:, None] * w[None, :])
+    denom = w[:, None] + w[None, :] - kappa * w[:, None] * w[None, :]
+    return _on_range(scale * basis.noise, denom, basis)
+
+
+def _on_range(num: torch.Tensor, denom: torch.Tensor, basis: Eigenbasis) -> torch.Tensor:
+    """``num / denom`` where both indices lie in the range of ``A~``, 0 where one is null."""
+    mask = pair_mask(basis)
+    return mask * num / torch.where(mask > 0, denom, torch.ones_like(denom))
 
 
 def _without_momentum(problem: SGDProblem, what: str) -> None:
@@ -81,9 +92,14 @@ def stationary_covariance(problem: SGDProblem, *, discrete: bool = True) -> torc
     Returns:
         ``S`` (d, d), in the Hessian's dtype and device.
 
+    On a degenerate minimum (``A + weight_decay I`` singular) ``S`` is the law on the range:
+    rows and columns of the null space are zero, and a
+    :class:`~.problem.DegenerateMinimumWarning` reports the free diffusion there
+    (docs/theory.md §13.1).
+
     Raises:
-        ValueError: unless ``A + weight_decay I`` is positive definite and, for the discrete
-            law, ``lr * lambda_max < 2`` (with momentum ``< 2 (1 + momentum)``).
+        ValueError: unless ``A + weight_decay I`` is positive semi-definite and, for the
+            discrete law, ``lr * lambda_max < 2`` (with momentum ``< 2 (1 + momentum)``).
     """
     if problem.momentum > 0:
         law = phase_space_covariance if discrete else underdamped_covariance
@@ -101,7 +117,8 @@ def svag_covariance(problem: SGDProblem, l: float) -> torch.Tensor:
 
     :math:`\tilde A S + S \tilde A - (\eta / l) \tilde A S \tilde A = \eta phi C`. ``l = 1`` is SGD;
     ``l -> inf`` the SDE (continuous Lyapunov law); the gap to the SDE is O(1/l)
-    (docs/theory.md §3.3). The problem must have no momentum.
+    (docs/theory.md §3.3). The problem must have no momentum. On a degenerate minimum: the law
+    on the range (docs/theory.md §13.1).
     """
     l = check_positive("l", l)
     if l < 1:
@@ -166,19 +183,21 @@ def averaged_covariance(problem: SGDProblem, num_steps: int | None = None) -> to
     The limit ``T -> inf`` (``num_steps=None``) is ``A~^{-1} Cov(g_B) A~^{-1}``, independent of
     the learning rate (and of a preconditioner). With ``num_steps`` the exact finite-T value on
     the quadratic: ``(1/T) [T S + F S + S F^T]``, ``F = sum_{tau=1}^{T-1} (T - tau) M^tau``,
-    ``M = I - lr H A~``. The problem must have no momentum.
+    ``M = I - lr H A~``. The problem must have no momentum. On a degenerate minimum: the
+    average of the component on the range (docs/theory.md §13.1).
     """
     _without_momentum(problem, "averaged_covariance")
     basis = eigenbasis(problem)
     w, factor = basis.values, problem.noise_factor
     if num_steps is None:
-        return from_eigenbasis(factor * basis.noise / (w[:, None] * w[None, :]), basis, problem)
+        sp = _on_range(factor * basis.noise, w[:, None] * w[None, :], basis)
+        return from_eigenbasis(sp, basis, problem)
     n = check_positive_int("num_steps", num_steps)
     lr = problem.lr
     check_stable(w, lr, step_name=_step_name(problem))
     sp = _lyapunov(basis, lr * factor, lr)
     m = 1 - lr * w
-    f = m * (n * (1 - m) - (1 - m.pow(n))) / (1 - m).pow(2)
+    f = m * (n * (1 - m) - (1 - m.pow(n))) / torch.where(basis.range, (1 - m).pow(2), 1.0)
     return from_eigenbasis((n * sp + f[:, None] * sp + sp * f[None, :]) / n, basis, problem)
 
 

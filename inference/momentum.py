@@ -20,6 +20,13 @@ both Lyapunov equations split into ``d^2`` independent 2x2 Stein/Sylvester equat
 batched 4x4 linear systems (chunked over rows; O(d^3) for ``eigh`` plus O(d^2) small solves).
 Every function takes an :class:`~.problem.SGDProblem` without a preconditioner.
 
+On a degenerate minimum (``A~`` singular) the null-space coordinates of ``theta`` diffuse freely
+while everything else (the range of ``theta`` and the whole momentum buffer ``v``) is stationary:
+for a null eigenvalue ``a_i = 0`` the ``v_i`` row of ``M_i`` does not involve ``theta_i``. The
+laws here are those of ``(Q theta, v)``, ``Q`` the projector onto the range, obtained by replacing
+the ``theta_i`` rows of ``M_i`` (and of the noise input) by zero, which leaves the stationary
+equations of every other entry unchanged (docs/theory.md §13.1).
+
 Reference: D. Kunin, J. Sagastuy-Brena, L. Gillespie, E. Margalit, H. Tanaka, S. Ganguli,
 D. L. K. Yamins, "The limiting dynamics of SGD: modified loss, phase space oscillations, and
 anomalous diffusion", arXiv 2107.09133 (2021).
@@ -55,19 +62,28 @@ def _basis(problem: SGDProblem, what: str, discrete: bool = True) -> Eigenbasis:
             f"{what} models torch.optim.SGD, which has no preconditioner; got a problem with "
             f"preconditioner set (use preconditioner=None)"
         )
-    basis = eigenbasis(problem)
+    basis = eigenbasis(problem, stacklevel=4)
     if discrete:
         check_stable(basis.values, problem.lr, momentum=problem.momentum)
     return basis
 
 
-def _transitions(problem: SGDProblem, w: torch.Tensor) -> torch.Tensor:
-    """Per-eigenvalue 2x2 transition matrices ``M_i`` (d, 2, 2) of ``(theta, v)``."""
-    lr, beta = problem.lr, problem.momentum
+def _transitions(problem: SGDProblem, basis: Eigenbasis) -> torch.Tensor:
+    """Per-eigenvalue 2x2 transition matrices ``M_i`` (d, 2, 2) of ``(theta, v)``.
+
+    The ``theta_i`` row is zero for a null eigenvalue (its free coordinate is dropped).
+    """
+    lr, beta, w = problem.lr, problem.momentum, basis.values
     one = torch.ones_like(w)
-    row0 = torch.stack([1 - lr * w, -lr * beta * one], -1)
+    row0 = torch.stack([1 - lr * w, -lr * beta * one], -1) * _kept(basis)[:, :1]
     row1 = torch.stack([w, beta * one], -1)
     return torch.stack([row0, row1], -2)
+
+
+def _kept(basis: Eigenbasis) -> torch.Tensor:
+    """(d, 2) float mask of the stationary entries ``(theta_i, v_i)``: ``theta_i`` on the range."""
+    r = basis.range.to(basis.values.dtype)
+    return torch.stack([r, torch.ones_like(r)], -1)
 
 
 def _noise_block(problem: SGDProblem, w: torch.Tensor) -> torch.Tensor:
@@ -77,28 +93,31 @@ def _noise_block(problem: SGDProblem, w: torch.Tensor) -> torch.Tensor:
     return problem.noise_factor * g
 
 
-def _solve_pairs(mi, mj, rhs, continuous):
-    """Solve ``X = M_i X M_j^T + R`` (or ``F_i X + X F_j^T + R = 0``) for every pair (i, j).
+def _solve_pairs(mi, mj, rhs, keep, continuous):
+    """Solve ``X = M_i X M_j^T + R_ij`` (or ``F_i X + X F_j^T + R_ij = 0``) for every pair (i, j).
 
-    ``mi`` (d, 2, 2), ``mj`` (d, 2, 2), ``rhs`` (2, 2). Returns (d, d, 2, 2) for unit ``C'_ij``.
+    ``mi`` (d, 2, 2), ``mj`` (d, 2, 2), ``rhs`` (2, 2), ``keep`` (d, 2) the stationary entries:
+    ``R_ij = diag(keep_i) R diag(keep_j)``. Returns (d, d, 2, 2) for unit ``C'_ij``.
     """
     d = mi.shape[0]
     eye2 = torch.eye(2, dtype=mi.dtype, device=mi.device)
     eye4 = torch.eye(4, dtype=mi.dtype, device=mi.device)
     out = torch.empty(d, mj.shape[0], 2, 2, dtype=mi.dtype, device=mi.device)
-    b = rhs.reshape(4, 1)
     step = max(1, _CHUNK_PAIRS // max(mj.shape[0], 1))
     for s in range(0, d, step):
         m = mi[s : s + step]
+        b = (rhs * keep[s : s + step, None, :, None] * keep[None, :, None, :]).reshape(
+            m.shape[0], -1, 4, 1
+        )
         if continuous:  # row-major vec: vec(F X) = (F kron I) x, vec(X G^T) = (I kron G) x
             k = torch.einsum("ipq,rs->iprqs", m, eye2)[:, None] + torch.einsum(
                 "pq,jrs->jprqs", eye2, mj
             )[None]
             k = k.reshape(*k.shape[:2], 4, 4)
-            sol = torch.linalg.solve(k, -b.expand(*k.shape[:2], 4, 1))
+            sol = torch.linalg.solve(k, -b)
         else:  # vec(M_i X M_j^T) = (M_i kron M_j) x
             k = torch.einsum("ipq,jrs->ijprqs", m, mj).reshape(m.shape[0], -1, 4, 4)
-            sol = torch.linalg.solve(eye4 - k, b.expand(*k.shape[:2], 4, 1))
+            sol = torch.linalg.solve(eye4 - k, b)
         out[s : s + step] = sol.reshape(*k.shape[:2], 2, 2)
     return out
 
@@ -118,18 +137,20 @@ def _assemble(blocks: torch.Tensor, basis: Eigenbasis, problem: SGDProblem) -> t
 
 def _discrete_blocks(problem: SGDProblem, basis: Eigenbasis) -> tuple[torch.Tensor, torch.Tensor]:
     """``M_i`` (d, 2, 2) and the stationary blocks ``P_ij`` (d, d, 2, 2) for unit ``C'_ij``."""
-    m = _transitions(problem, basis.values)
-    return m, _solve_pairs(m, m, _noise_block(problem, basis.values), continuous=False)
+    m = _transitions(problem, basis)
+    rhs = _noise_block(problem, basis.values)
+    return m, _solve_pairs(m, m, rhs, _kept(basis), continuous=False)
 
 
 def phase_space_covariance(problem: SGDProblem) -> torch.Tensor:
     r"""Exact stationary covariance ``P`` of ``(theta, v)`` for ``torch.optim.SGD`` on a quadratic.
 
     Solves ``P = M_z P M_z^T + G Cov(g_B) G^T`` (docs/theory.md §2.1). Returns a (2d, 2d) matrix;
-    ``P[:d, :d]`` is the parameters' covariance, ``v`` is torch's momentum buffer.
+    ``P[:d, :d]`` is the parameters' covariance, ``v`` is torch's momentum buffer. On a
+    degenerate minimum it is the law of ``(Q theta, v)`` (docs/theory.md §13.1).
 
     Raises:
-        ValueError: unless ``0 < lr * a < 2 (1 + momentum)`` for every eigenvalue ``a`` of
+        ValueError: unless ``0 <= lr * a < 2 (1 + momentum)`` for every eigenvalue ``a`` of
             ``hessian + weight_decay I``, or for a problem with a preconditioner.
     """
     basis = _basis(problem, "phase_space_covariance")
@@ -144,17 +165,22 @@ def underdamped_covariance(problem: SGDProblem) -> torch.Tensor:
     ``d theta = u dt``, ``m du = (-gamma u - A~ theta) dt + sqrt(eta Cov g_B) dW``; solves
     ``F P + P F^T + Q = 0`` (docs/theory.md §2.2). The ``theta`` block tends to the discrete law as
     ``eta -> 0``; for ``beta = 0`` it is the underdamped (not Mandt's overdamped) continuum.
+    On a degenerate minimum: the law of ``(Q theta, theta')``, the ``theta_i`` row of ``F_i`` set
+    to ``(-1, 0)`` for a null eigenvalue, which makes that entry 0 and leaves the rest
+    (docs/theory.md §13.1).
     """
     basis = _basis(problem, "underdamped_covariance", discrete=False)
     w = basis.values
     mass, gamma = problem.lr * (1 + problem.momentum) / 2, 1 - problem.momentum
     one = torch.ones_like(w)
+    null = (~basis.range).to(w.dtype)
     f = torch.stack(
-        [torch.stack([0 * one, one], -1), torch.stack([-w / mass, -gamma / mass * one], -1)], -2
+        [torch.stack([-null, one - null], -1), torch.stack([-w / mass, -gamma / mass * one], -1)],
+        -2,
     )
     rhs = torch.zeros(2, 2, dtype=w.dtype, device=w.device)
     rhs[1, 1] = problem.lr * problem.noise_factor / mass**2
-    return _assemble(_solve_pairs(f, f, rhs, continuous=True), basis, problem)
+    return _assemble(_solve_pairs(f, f, rhs, _kept(basis), continuous=True), basis, problem)
 
 
 def probability_current(problem: SGDProblem) -> torch.Tensor:
@@ -162,7 +188,8 @@ def probability_current(problem: SGDProblem) -> torch.Tensor:
 
     ``(M_z P)_{theta theta} - (M_z P)_{theta theta}^T``; zero iff detailed balance holds. For
     ``momentum = 0`` it equals ``-lr (A~ S - S A~)``: non-zero exactly when ``A~`` and ``C`` do not
-    commute (Kunin et al. 2021; docs/theory.md §2.5).
+    commute (Kunin et al. 2021; docs/theory.md §2.5). On a degenerate minimum: the current of
+    ``Q theta`` (docs/theory.md §13.1).
     """
     basis = _basis(problem, "probability_current")
     m, blocks = _discrete_blocks(problem, basis)
@@ -181,7 +208,9 @@ def msd_curve(
     ``MSD(tau) = 2 tr S - 2 tr[(M_z^tau P)_{theta theta}]`` (docs/theory.md §2.6). Only the
     diagonal eigen-blocks enter, so after one ``eigh`` each lag costs O(d). With ``C ∝ A`` and a
     power-law spectrum of ``A`` it grows as a power of ``tau`` at intermediate lags (anomalous
-    diffusion).
+    diffusion). On a degenerate minimum the null space adds the exact MSD of its free diffusion,
+    ``eta^2 phi tr(C'_00) / (1 - beta^2) [tau (1 + beta)/(1 - beta) - 2 beta (1 - beta^tau) /
+    (1 - beta)^2]`` (stationary momentum buffer; docs/theory.md §13.1).
 
     Returns:
         (len(lags),) tensor in the Hessian's dtype.
@@ -191,17 +220,22 @@ def msd_curve(
     lags_t = torch.as_tensor(lags, device=w.device).long().reshape(-1)
     if bool((lags_t < 0).any()):
         raise ValueError(f"lags must be integers >= 0, got {lags_t.tolist()}")
-    m = _transitions(problem, w)
+    m = _transitions(problem, basis)
     eye4 = torch.eye(4, dtype=w.dtype, device=w.device)
     k = torch.einsum("ipq,irs->iprqs", m, m).reshape(-1, 4, 4)
-    rhs = _noise_block(problem, w).reshape(4, 1).expand(w.shape[0], 4, 1)
+    keep = _kept(basis)
+    rhs = (_noise_block(problem, w) * keep[:, :, None] * keep[:, None, :]).reshape(-1, 4, 1)
     diag = torch.linalg.solve(eye4 - k, rhs).reshape(-1, 2, 2)  # X_i = M_i X_i M_i^T + R
     pii = diag * torch.diagonal(basis.noise)[:, None, None]
     tr_s = pii[:, 0, 0].sum()
+    beta = problem.momentum
+    free = problem.lr**2 * problem.noise_factor / (1 - beta**2)
+    free = free * torch.diagonal(basis.noise)[~basis.range].sum()
     out = []
     for tau in lags_t.tolist():
         mt = torch.linalg.matrix_power(m, int(tau))
-        out.append(2 * tr_s - 2 * (mt[:, 0, :] * pii[:, :, 0]).sum())
+        walk = tau * (1 + beta) / (1 - beta) - 2 * beta * (1 - beta**tau) / (1 - beta) ** 2
+        out.append(2 * tr_s - 2 * (mt[:, 0, :] * pii[:, :, 0]).sum() + free * walk)
     return torch.stack(out).to(dtype=problem.hessian.dtype, device=problem.hessian.device)
 
 

@@ -30,6 +30,7 @@ from bayesdepth._validation import check_positive, check_positive_int, check_ten
 from ._linalg import check_square, check_symmetric
 
 __all__ = [
+    "DegenerateMinimumWarning",
     "RegressionOptimum",
     "SGDProblem",
     "check_momentum",
@@ -38,6 +39,15 @@ __all__ = [
 ]
 
 F64 = torch.float64
+
+
+class DegenerateMinimumWarning(UserWarning):
+    """A closed form met a singular ``A + weight_decay I`` (docs/theory.md §13.1).
+
+    It returns the stationary law on the range of the Hessian; along the null space SGD has no
+    stationary law but diffuses freely (:func:`.degenerate.null_space_diffusion`).
+    Silence it with ``warnings.simplefilter("ignore", DegenerateMinimumWarning)``.
+    """
 
 
 def check_momentum(momentum: Any) -> float:
@@ -110,8 +120,8 @@ class SGDProblem:
 
     Attributes:
         hessian: ``A`` (d, d), symmetric: the Hessian of the mean loss at the optimum (without the
-            weight decay). Whether ``A + weight_decay I`` is positive definite is checked by the
-            closed forms that need it.
+            weight decay). ``A + weight_decay I`` must be positive semi-definite for the closed
+            forms, which return the law on its range when it is singular (docs/theory.md §13.1).
         noise_cov: ``C`` (d, d), symmetric positive semi-definite: the per-example gradient
             covariance (population normalisation), on the Hessian's device.
         lr: learning rate ``eta`` > 0 on the mean loss.

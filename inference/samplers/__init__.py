@@ -6,6 +6,7 @@ generator) -> (grad, potential)``, ``step(state, grad_fn, generator) -> (state, 
 parent ``bayesdepth.inference``.
 """
 
+from .adam import Adam, AdamState
 from .base import GradFn, Sampler, SamplerState
 from .psgld import PSGLD, PSGLDState
 from .schedules import Constant, CyclicalCosine, Schedule
@@ -20,6 +21,8 @@ __all__ = [
     "SGHMC",
     "SGLD",
     "SVAG",
+    "Adam",
+    "AdamState",
     "Constant",
     "CyclicalCosine",
     "GradFn",
