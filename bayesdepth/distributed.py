@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,6 +69,12 @@ class Group:
         votes = torch.tensor([float(flag)], device=self.device)
         self._run(lambda: dist.all_reduce(votes, op=dist.ReduceOp.MAX), what)
         return bool(votes[0] > 0)
+
+    def gather(self, obj: Any, what: str) -> list[Any] | None:
+        """Every rank's ``obj`` (picklable, on the CPU) in rank order on rank 0; None elsewhere."""
+        out = [None] * self.world_size if self.is_main else None
+        self._run(lambda: dist.gather_object(obj, out, dst=0), what)
+        return out
 
     def broadcast(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
         """Rank 0's ``tensor`` on every rank."""

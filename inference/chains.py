@@ -11,6 +11,19 @@ import torch
 __all__ = ["Chains"]
 
 
+def _cat(trees: list[Any]) -> Any:
+    """Trees of the same structure joined along their chains (tensors with a chain dimension)."""
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat([t.cpu() for t in trees]) if first.dim() else first
+    if isinstance(first, Mapping):
+        return {k: _cat([t[k] for t in trees]) for k in first}
+    if hasattr(first, "__dataclass_fields__"):
+        return replace(first, **{f.name: _cat([getattr(t, f.name) for t in trees])
+                                 for f in fields(first)})
+    return first
+
+
 def _take(tree: Any, index: torch.Tensor) -> Any:
     """Rows ``index`` (chains) of every tensor in a tree (dicts, dataclass states, tensors)."""
     if isinstance(tree, torch.Tensor):
@@ -83,6 +96,27 @@ class Chains:
             stats=_take(self.stats, index),
             failures=[(new[c], s) for c, s in self.failures if c in new],
             state=_take(self.state, index),
+        )
+
+    def detached(self) -> Chains:
+        """A copy without the potential and with the state on the CPU (to send elsewhere)."""
+        return replace(self, potential=None, state=_cat([self.state]))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Chains], potential: Any = None) -> Chains:
+        """The chains of several runs of one sampler joined (e.g. the blocks of the processes
+        of a distributed run, in rank order); ``failures`` are already numbered globally."""
+        if not parts:
+            raise ValueError("parts must hold at least one Chains")
+        first = parts[0]
+        return cls(
+            draws=_cat([p.draws for p in parts]),
+            stats=_cat([p.stats for p in parts]),
+            failures=[f for p in parts for f in p.failures],
+            observed_data=first.observed_data,
+            state=_cat([p.state for p in parts]),
+            steps=first.steps,
+            potential=potential,
         )
 
     def healthy(self) -> Chains:

@@ -9,8 +9,16 @@ steps) is refused before the first step.
 
 Reproducibility: all randomness (initial values, minibatches, injected noise) comes from one
 ``torch.Generator`` on the chains' device. A checkpoint (:mod:`.checkpoints`) holds the sampler
-state, the generator state, the loop counters and the draws so far; resuming from it yields
-bit-for-bit the draws of an uninterrupted run with the same seed.
+state, the generator state, the loop counters and the draws so far, with the run's fingerprint
+(:mod:`.fingerprint`) and a checksum; resuming from it yields bit-for-bit the draws of an
+uninterrupted run with the same seed, and a checkpoint of another run is refused, naming the
+settings that differ.
+
+Distributed (``distributed=True`` under ``torchrun``): the K chains are split into contiguous
+blocks, one per process (on its own device with NCCL); every process draws the random numbers of
+all K chains from the shared seed and keeps its block's (:mod:`.samplers.streams`), so its draws
+are those of a single-process run with the same seed, bit for bit on the CPU. Each process writes
+its own checkpoint; rank 0 gathers the chains into one :class:`Chains`.
 
 Non-finite values in chain k at step s (the potential or gradient norm at the state the step
 started from, or any entry of the state it produced, so an update that overflows counts at the
@@ -25,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,13 +41,32 @@ from tqdm.auto import tqdm
 from bayesdepth._validation import check_choice, check_positive_int
 
 from .chains import Chains
-from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint, state_dict, to_device
+from .checkpoints import (
+    check_resume,
+    checkpoint_file,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict,
+    to_device,
+)
+from .fingerprint import digest, run_fingerprint
 from .potentials import Potential
 from .recorder import Recorder
 from .samplers._tree import chain_where, check_params, leaves
 from .samplers.base import Sampler, SamplerState
+from .samplers.streams import ChainStream, local
 
 __all__ = ["Chains", "sample"]
+
+
+def _block(num_chains: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous chains ``[lo, hi)`` of process ``rank`` (block sizes differ by <= 1)."""
+    if num_chains < world_size:
+        raise ValueError(f"num_chains={num_chains} is smaller than the {world_size} processes: "
+                         "every process needs at least one chain")
+    base, extra = divmod(num_chains, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
 
 
 def _make_generator(seed, generator, device: torch.device) -> torch.Generator:
@@ -140,6 +166,9 @@ def sample(
     on_nonfinite: str = "raise",
     chunk_size: int = 256,
     state: SamplerState | None = None,
+    overwrite: bool = False,
+    extend: bool = False,
+    distributed: bool = False,
 ) -> Chains:
     """Run ``num_chains`` chains of ``sampler`` on ``potential`` as one batched computation.
 
@@ -158,14 +187,19 @@ def sample(
         seed: seeds the run's randomness (give ``seed`` or ``generator``, not both).
         generator: the run's ``torch.Generator`` instead of a seed (on ``device``).
         progress: show a tqdm bar with the running mean potential.
-        checkpoint: a folder; every ``checkpoint_every`` draws the run is saved there, and with
-            ``resume=True`` an existing checkpoint is continued.
+        checkpoint: a folder; every ``checkpoint_every`` draws (and at the end) the run is saved
+            there, and with ``resume=True`` an existing checkpoint of the same run is continued
+            (a checkpoint of another run is an error naming the settings that differ).
         on_nonfinite: ``"raise"`` or ``"stop_chain"`` (see the module docstring).
         chunk_size: draws kept on the device before they are copied to the host.
         state: a warm start instead of ``init``: a state of this sampler (e.g. ``chains.state``
             of an earlier run, whose pSGLD preconditioner, SGHMC velocity or SGD momentum it
             keeps; with ``PSGLD(adapt=False)`` the preconditioner stays frozen). Its step
             counter goes on (schedules continue where they were); ``warmup`` counts from it.
+        overwrite: start afresh even if ``checkpoint`` holds a run (it is replaced).
+        extend: resume a checkpoint whose run was started for fewer draws than ``num_draws``.
+        distributed: split the chains across the processes ``torchrun`` started (see the
+            module docstring); rank 0 returns all chains, the other ranks their own.
 
     Returns:
         :class:`Chains` with draws and statistics on the CPU.
@@ -189,15 +223,42 @@ def sample(
         raise ValueError("give seed or generator, not both")
     if state is not None and init is not None:
         raise ValueError("give init (parameters) or state (a warm start), not both")
+    for name, flag in (("resume", resume), ("overwrite", overwrite), ("extend", extend),
+                       ("distributed", distributed), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     device = _resolve_device(device, potential, init if state is None else state.params)
+    group, lo, hi = None, 0, num_chains
+    if distributed:
+        if generator is not None:
+            raise ValueError("distributed=True takes a seed (shared by the processes), not a "
+                             "generator")
+        from bayesdepth import distributed as ddp
+
+        group = ddp.process_group(device=device)
+        if group.backend == "nccl":
+            device = group.device
+        seed = ddp.shared_seed(seed, group)
+        lo, hi = _block(num_chains, group.rank, group.world_size)
+        progress = progress and group.is_main
     if potential.device is not None and potential.device != device:
         potential = potential.to(device)
-    gen = _make_generator(seed, generator, device)
-    if state is not None:
-        state = _check_state(state, sampler, num_chains, device)
+    if distributed:
+        gen = ChainStream.create(device, lo, hi, num_chains)
+        gen.manual_seed(seed)
     else:
+        gen = _make_generator(seed, generator, device)
+    randomness = ("fresh" if seed is None and generator is None else f"seed {seed}"
+                  if generator is None else f"generator {digest(generator.get_state())}")
+    if state is not None:
+        start_of_run = state_dict(state)
+        state = _check_state(state, sampler, num_chains, device)
+        state = state.replace(**{k: local(v, lo, hi, num_chains)
+                                 for k, v in state_dict(state).items() if k != "step"})
+    else:
+        start_of_run = "potential.init" if init is None else init
         if init is None:
-            params = potential.init(num_chains, gen)
+            params = potential.init(num_chains, gen)  # for all chains: a run's start is global
         else:
             params = to_device(potential.check_init(init, num_chains), device)
         if check_params(params, "init") != num_chains:
@@ -205,31 +266,42 @@ def sample(
                 f"init has {check_params(params, 'init')} chains (leading dimension), "
                 f"expected num_chains={num_chains}"
             )
-        state = sampler.init(params)
-    grad_fn = potential.grad_fn(num_chains)
+        state = sampler.init(local(params, lo, hi, num_chains))
+    grad_fn = potential.grad_fn(hi - lo)
     start = state.step
+    fingerprint = run_fingerprint(
+        potential, sampler, num_chains=num_chains, warmup=warmup, thin=thin,
+        randomness=randomness, start=start_of_run, on_nonfinite=on_nonfinite,
+        chain_slice=(lo, hi, num_chains))
 
-    alive = torch.ones(num_chains, dtype=torch.bool, device=device)
+    alive = torch.ones(hi - lo, dtype=torch.bool, device=device)
     failures: list[tuple[int, int]] = []
     eligible = 0
     recorder = Recorder(chunk_size)
-    path = Path(checkpoint) / CHECKPOINT if checkpoint is not None else None
-    if path is not None and resume and path.exists():
-        ckpt = load_checkpoint(path, type(sampler).__name__, num_chains)
+    path = None
+    if checkpoint is not None:
+        path = (checkpoint_file(checkpoint) if group is None
+                else checkpoint_file(checkpoint, group.rank, group.world_size))
+    if path is not None and path.exists() and not overwrite:
+        stored, ckpt = load_checkpoint(path)
+        check_resume(path, stored, fingerprint, held=_held(ckpt["draws"]),
+                     target=ckpt["num_draws"], num_draws=num_draws, extend=extend)
+        if not resume:
+            raise ValueError(f"checkpoint {path} holds this run already: pass resume=True to "
+                             "continue it, or overwrite=True to start afresh")
         state = type(state)(**to_device(ckpt["state"], device))
         gen.set_state(ckpt["generator"])
         alive = ckpt["alive"].to(device)
         failures = [tuple(f) for f in ckpt["failures"]]
         eligible = ckpt["eligible"]
-        start = ckpt.get("start", 0)
+        start = ckpt["start"]
         recorder = Recorder(chunk_size, {k: [v] for k, v in ckpt["draws"].items()})
     planned = _planned_steps(sampler, start, warmup, num_draws, thin)
 
     def save() -> None:
         recorder.flush()
-        save_checkpoint(path, {
-            "num_chains": num_chains,
-            "sampler": type(sampler).__name__,
+        save_checkpoint(path, fingerprint, {
+            "num_draws": num_draws,
             "state": state_dict(state),
             "generator": gen.get_state(),
             "alive": alive,
@@ -252,10 +324,11 @@ def sample(
                 chains = bad.nonzero().flatten().tolist()
                 if on_nonfinite == "raise":
                     raise FloatingPointError(
-                        f"non-finite potential, gradient or update in chain(s) {chains} at step "
-                        f"{step}; lower the step size, or pass on_nonfinite='stop_chain'"
+                        f"non-finite potential, gradient or update in chain(s) "
+                        f"{[lo + c for c in chains]} at step {step}; lower the step size, or "
+                        "pass on_nonfinite='stop_chain'"
                     )
-                failures.extend((c, step) for c in chains)
+                failures.extend((lo + c, step) for c in chains)
                 alive = alive & finite
             if not bool(alive.all()):
                 fields = {
@@ -280,8 +353,10 @@ def sample(
                 save()
     finally:
         bar.close()
+    if path is not None:
+        save()  # the finished run, so that asking for it again returns it
     out = recorder.result()
-    return Chains(
+    chains = Chains(
         draws={k[5:]: v for k, v in out.items() if k.startswith("draw:")},
         stats={k[5:]: v for k, v in out.items() if k.startswith("stat:")},
         failures=failures,
@@ -290,6 +365,14 @@ def sample(
         steps=state.step,
         potential=potential,
     )
+    if group is None:
+        return chains
+    parts = group.gather(chains.detached(), "gathering the chains")
+    return chains if parts is None else Chains.concatenate(parts, potential=potential)
+
+
+def _held(draws: dict[str, torch.Tensor]) -> int:
+    return next(iter(draws.values())).shape[1] if draws else 0
 
 
 def _record(potential: Potential, state: SamplerState, info: dict, alive: torch.Tensor,

@@ -246,12 +246,25 @@ def test_sample_checkpoint_and_resume(tmp_path):
     assert any(ckpt.iterdir())
     code, _, stderr = run_cli(*common, "--draws", "12", "--out", str(tmp_path / "resumed"),
                               "--checkpoint", str(ckpt), "--resume")
+    assert code == 2 and "pass extend=True" in stderr  # a finished 6-draw run is not extended
+    code, _, stderr = run_cli(*common, "--draws", "12", "--out", str(tmp_path / "resumed"),
+                              "--checkpoint", str(ckpt), "--resume", "--extend")
     assert code == 0, stderr
     whole = az.from_netcdf(tmp_path / "whole" / "posterior.nc").posterior
     resumed = az.from_netcdf(tmp_path / "resumed" / "posterior.nc").posterior
     assert resumed.sizes["draw"] == 12
     for name in whole.data_vars:
         assert (whole[name].values == resumed[name].values).all(), name
+    # the checkpoint belongs to its run: other data, another seed or fewer draws are refused
+    for change, needle in ((["--data", "moons"], "potential"), (["--seed", "1"], "randomness"),
+                           (["--draws", "5"], "holds 12 draws")):
+        args = [*common, "--draws", "12", "--checkpoint", str(ckpt), "--resume", "--out",
+                str(tmp_path / "other"), *change]
+        code, _, stderr = run_cli(*args)
+        assert code == 2 and needle in stderr and "Traceback" not in stderr, stderr
+    code, _, stderr = run_cli(*common, "--draws", "4", "--checkpoint", str(ckpt), "--overwrite",
+                              "--out", str(tmp_path / "fresh"))
+    assert code == 0, stderr  # --overwrite starts afresh
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,13 @@ COMMANDS: dict[str, tuple[str, list[Option]]] = {
         Option(("--checkpoint",), dict(type=Path, default=None, help="checkpoint folder")),
         Option(("--checkpoint-every",), dict(type=int, default=100,
                                              help="draws between checkpoints (default 100)")),
-        Option(("--resume",), dict(action="store_true", help="continue from --checkpoint")),
+        Option(("--resume",), dict(action="store_true", help="continue the run in --checkpoint")),
+        Option(("--overwrite",), dict(action="store_true",
+                                      help="start afresh, replacing the run in --checkpoint")),
+        Option(("--extend",), dict(action="store_true", help="with --resume: continue a run "
+                                   "started for fewer --draws than asked for now")),
+        Option(("--distributed",), dict(action="store_true", help="split the chains over the "
+                                        "processes torchrun started (rank 0 writes the files)")),
     ]),
     "diagnose": ("summary and plots of a posterior netCDF file", [
         *_common(None, seed=False, device=False),

@@ -32,26 +32,39 @@ def sample(
     sampler: str = "sgld", chains: int = 4, draws: int = 500, warmup: int = 500, thin: int = 1,
     lr: float | None = None, temperature: float = 1.0, batch_size: int | None = None,
     checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
-    out: Path = Path("runs/sample"), seed: int = 0, device: str | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
+    overwrite: bool = False, extend: bool = False, out: Path = Path("runs/sample"),
+    seed: int = 0, device: str | None = None, quiet: bool = False, distributed: bool = False,
+) -> dict[str, Any] | None:
     """``bayesdepth sample``: SG-MCMC or SGD chains on a Bayesian network's posterior.
 
     Without ``lr`` a short pilot picks a stable step size for these data
     (:func:`bayesdepth.inference.find_step_size`). Chains that stop at a non-finite value are
     named and left out of the diagnostics; when all stop the command fails. Convergence is judged
     on the network's output at probe inputs (``summary.csv``, the headline of ``index.html``);
-    the weights are an appendix (``summary_appendix.csv``).
+    the weights are an appendix (``summary_appendix.csv``). With ``distributed`` (under
+    ``torchrun``) the chains are split across the processes and rank 0 writes the files.
     """
+    import bayesdepth as bd
     from bayesdepth import inference as bi
 
+    place, main = resolve_device(device), True
+    if distributed:
+        group = bd.distributed.process_group(device=place)
+        if group.backend == "nccl":
+            torch.cuda.set_device(group.device)
+            place = group.device
+        main, quiet = group.is_main, quiet or not group.is_main
     say = Reporter(quiet)
-    out = output_folder(out, "--out")
+    if main:
+        out = output_folder(out, "--out")
     if checkpoint is not None:
         checkpoint = output_folder(checkpoint, "--checkpoint")
-    elif resume:
-        raise ValueError("--resume needs --checkpoint naming the folder to resume from")
-    problem = load_problem(data, target, task, seed).to(resolve_device(device))
+    else:
+        for flag, given in (("--resume", resume), ("--overwrite", overwrite),
+                            ("--extend", extend)):
+            if given:
+                raise ValueError(f"{flag} needs --checkpoint naming the checkpoint folder")
+    problem = load_problem(data, target, task, seed).to(place)
     recipes.check_sampler(sampler, temperature)  # before any work
     net, start = recipes.sampling_model(model, problem, seed)
     net = net.to(problem.x.device)
@@ -72,8 +85,11 @@ def sample(
             potential, recipes.make_sampler(sampler, lr, temperature), num_chains=chains,
             init=init, num_draws=draws, warmup=warmup, thin=thin, seed=seed,
             progress=not quiet, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            resume=resume, on_nonfinite="stop_chain",
+            resume=resume, overwrite=overwrite, extend=extend, on_nonfinite="stop_chain",
+            distributed=distributed,
         )
+    if not main:
+        return None
     if not potential.vectorize:
         warn(f"the {model} model cannot be vmapped over chains (torch.func.vmap cannot trace "
              "it); its chains ran one by one")

@@ -53,6 +53,8 @@ def local(tree: Any, lo: int, hi: int, total: int) -> Any:
         return tree[lo:hi]
     if isinstance(tree, dict):
         return {k: local(v, lo, hi, total) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a NamedTuple batch
+        return type(tree)(*(local(v, lo, hi, total) for v in tree))
     if isinstance(tree, tuple | list):
         return type(tree)(local(v, lo, hi, total) for v in tree)
     return tree
