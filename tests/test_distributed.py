@@ -1,6 +1,8 @@
-"""Data-parallel SVI across processes (torchrun, gloo, loopback only): one distributed step is
-the single-process step on the concatenated rows; parameters stay identical on every rank; a
-short run recovers the conjugate posterior; a rank that dies stops the others."""
+"""torch.distributed (torchrun, gloo, loopback only). Data-parallel SVI: one distributed step is
+the single-process step on the concatenated rows, parameters stay identical on every rank, a
+short run recovers the conjugate posterior, a rank that dies stops the others. Chains across
+processes: the gathered draws are those of a single-process run with the same seed, bit for bit,
+and per-rank checkpoints resume."""
 
 import sys
 import time
@@ -19,6 +21,7 @@ HERE = Path(__file__).parent / "distributed"
 sys.path.insert(0, str(HERE))
 from fit_worker import model, problem  # noqa: E402
 from launch import torchrun  # noqa: E402
+from sample_worker import run as run_chains  # noqa: E402
 
 
 def _ranks(out: Path, n: int = 2) -> list[dict]:
@@ -82,6 +85,46 @@ def test_the_command_line_fits_on_two_ranks_and_rank_0_writes(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count('"command": "fit"') == 1  # one summary, from rank 0
     assert (out / "model.pt").is_file() and (out / "history.csv").is_file()
+
+
+def _gathered(out):
+    return torch.load(out / "chains.pt", weights_only=True)
+
+
+def test_chains_split_across_two_ranks_are_the_single_process_chains(tmp_path):
+    run = torchrun(HERE / "sample_worker.py", str(tmp_path), "30")
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = _gathered(tmp_path)
+    single = run_chains(30)
+    assert got["chains"] == 5  # 3 chains on rank 0, 2 on rank 1, gathered in order
+    for name, value in single.draws.items():
+        assert torch.equal(got["draws"][name], value), name
+    for name, value in single.stats.items():
+        assert torch.equal(got["stats"][name], value), name
+
+
+def test_per_rank_checkpoints_resume_the_distributed_run(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    first = torchrun(HERE / "sample_worker.py", str(tmp_path), "15", str(ckpt))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "checkpoint-rank0-of-2.pt", "checkpoint-rank1-of-2.pt"]
+    second = torchrun(HERE / "sample_worker.py", str(tmp_path), "30", str(ckpt))
+    assert second.returncode == 0, second.stderr[-3000:]
+    got = _gathered(tmp_path)
+    assert torch.equal(got["draws"]["w"], run_chains(30).draws["w"])
+
+
+def test_the_command_line_samples_on_two_ranks(tmp_path):
+    import arviz as az
+
+    out = tmp_path / "chains"
+    run = torchrun("-m", "bayesdepth.app", "sample", "--distributed", "--chains", "3", "--draws",
+                   "10", "--warmup", "5", "--lr", "1e-4", "--out", str(out), "--quiet",
+                   "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count('"command": "sample"') == 1
+    assert az.from_netcdf(out / "posterior.nc").posterior.sizes["chain"] == 3
 
 
 def test_distributed_needs_torchrun_and_a_minibatch(monkeypatch):
