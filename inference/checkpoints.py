@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "CheckpointMismatch",
     "check_resume",
     "checkpoint_file",
     "load_checkpoint",
@@ -33,6 +34,10 @@ __all__ = [
 
 _FORMAT = "bayesdepth.chains"
 _VERSION = 2
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint holds another run, or more draws than this run asks for."""
 
 
 def checkpoint_file(folder: str | os.PathLike, rank: int = 0, world_size: int = 1) -> Path:
@@ -113,12 +118,12 @@ def check_resume(path: Path, stored: dict[str, str], current: dict[str, str], he
     if differ:
         details = "; ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} here"
                             for k in differ)
-        raise ValueError(
+        raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run ({', '.join(differ)} differ: {details}); "
             "use another folder, or overwrite=True to start afresh"
         )
     if num_draws < held:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"checkpoint {path} holds {held} draws, but this run asks for num_draws="
             f"{num_draws}; ask for at least {held}, use another folder, or overwrite=True"
         )

@@ -375,3 +375,18 @@ def test_diverging_training_is_one_line_with_exit_1(tmp_path, capsys):
     assert code == 1, err
     assert "training diverged at step" in err and "smaller lr" in err
     assert len(err.splitlines()) == 1
+    assert (tmp_path / "history.csv").read_text().startswith("step,loss")  # kept for diagnosis
+
+
+def test_sample_keeps_its_draws_as_they_come_and_reuses_them(tmp_path):
+    out = tmp_path / "run"
+    args = ["sample", "--chains", "2", "--draws", "8", "--warmup", "4", "--lr", "1e-4",
+            "--quiet", "--json", "--out", str(out)]
+    first = run_cli(*args)
+    assert first[0] == 0, first[2]
+    assert any((out / "checkpoint").iterdir())
+    again = run_cli(*args)  # the same run: its draws come back from out/checkpoint
+    assert again[0] == 0, again[2]
+    assert (az.from_netcdf(out / "posterior.nc").posterior.sizes["draw"]) == 8
+    other = run_cli(*args[:-2], "--seed", "3", "--out", str(out))  # another run replaces it
+    assert other[0] == 0, other[2]

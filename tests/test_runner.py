@@ -101,7 +101,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, sampler, monkeypatch):
     assert torch.equal(resumed.draws["theta"], full.draws["theta"])
     for name in full.stats:
         assert torch.equal(resumed.stats[name], full.stats[name]), name
-    with pytest.raises(ValueError, match="belongs to another run .*sampler"):
+    with pytest.raises(ValueError, match=r"belongs to another run .*sampler"):
         sample(GaussianPotential(noise=0.5), SGD(0.1), checkpoint=tmp_path, **kw)
     # overwrite=True starts afresh (and so also reproduces the run)
     again = sample(GaussianPotential(noise=0.5), sampler, checkpoint=tmp_path, overwrite=True,

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from bayesdepth.inference.checkpoints import CheckpointMismatch
+
 from . import recipes
 from .outputs import (
     convergence_fields,
@@ -57,13 +59,14 @@ def sample(
     say = Reporter(quiet)
     if main:
         out = output_folder(out, "--out")
-    if checkpoint is not None:
-        checkpoint = output_folder(checkpoint, "--checkpoint")
-    else:
+    implicit = checkpoint is None
+    if implicit:  # the draws are kept as they come, so a late failure does not lose them
         for flag, given in (("--resume", resume), ("--overwrite", overwrite),
                             ("--extend", extend)):
             if given:
                 raise ValueError(f"{flag} needs --checkpoint naming the checkpoint folder")
+        checkpoint, resume, extend = out / "checkpoint", True, True
+    checkpoint = output_folder(checkpoint, "--checkpoint")
     problem = load_problem(data, target, task, seed).to(place)
     recipes.check_sampler(sampler, temperature)  # before any work
     net, start = recipes.sampling_model(model, problem, seed)
@@ -81,13 +84,17 @@ def sample(
                 num_chains=chains, init=init, seed=seed)
             lr = pilot.lr
             say(f"{sampler}: {pilot}")
-        result = bi.sample(
-            potential, recipes.make_sampler(sampler, lr, temperature), num_chains=chains,
-            init=init, num_draws=draws, warmup=warmup, thin=thin, seed=seed,
-            progress=not quiet, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            resume=resume, overwrite=overwrite, extend=extend, on_nonfinite="stop_chain",
-            distributed=distributed,
-        )
+        run = dict(num_chains=chains, init=init, num_draws=draws, warmup=warmup, thin=thin,
+                   seed=seed, progress=not quiet, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, extend=extend,
+                   on_nonfinite="stop_chain", distributed=distributed)
+        make = lambda: recipes.make_sampler(sampler, lr, temperature)  # noqa: E731
+        try:
+            result = bi.sample(potential, make(), overwrite=overwrite, **run)
+        except CheckpointMismatch:
+            if not implicit:
+                raise
+            result = bi.sample(potential, make(), overwrite=True, **run)  # another run's cache
     if not main:
         return None
     if not potential.vectorize:
@@ -236,9 +243,16 @@ def fit(
         out = output_folder(out, "--out")
     problem = load_problem(data, target, task, seed).to(place)
     net = recipes.fit_model(model, problem, seed).to(problem.x.device)
-    history = bd.fit(net.model, net.guide, problem.x, problem.y, num_steps=steps, lr=lr,
-                     estimator=estimator, batch_size=batch_size, progress=not quiet, seed=seed,
-                     distributed=distributed)
+    losses: list[float] = []
+    try:
+        history = bd.fit(net.model, net.guide, problem.x, problem.y, num_steps=steps, lr=lr,
+                         estimator=estimator, batch_size=batch_size, progress=not quiet,
+                         seed=seed, distributed=distributed,
+                         callback=lambda step, loss: losses.append(loss))
+    except FloatingPointError:
+        if main:  # what was learnt about the failure is kept
+            _write_history(out / "history.csv", losses)
+        raise
     if not main:
         return None
     _write_history(out / "history.csv", history.loss)

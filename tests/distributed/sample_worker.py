@@ -8,11 +8,10 @@ import os
 import sys
 
 import torch
-
 from bayesdepth.inference import SGLD, sample
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fit_worker import model, problem  # noqa: E402
+from fit_worker import model, problem
 
 torch.set_num_threads(1)
 
