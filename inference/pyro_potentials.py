@@ -33,6 +33,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from bayesdepth._validation import check_positive, check_positive_int
+from bayesdepth.anode import ODESolverError
 
 from .potentials import Pointwise, Potential, over_draws, seeded_torch, subsample_indices
 from .samplers._tree import Params
@@ -149,9 +150,11 @@ class PyroPotential(Potential):
         self._device = site["value"].device
 
     # ------------------------------------------------------------------ vmap or a loop
-    def _map(self, fn: Callable, args: tuple, in_dims: tuple) -> Any:
-        """``vmap(fn, in_dims)(*args)``, or a loop over the batched arguments when the model
-        cannot be vmapped (then ``vectorize`` turns off, with one warning)."""
+    def _map(self, fn: Callable, args: tuple, in_dims: tuple,
+             loop_fn: Callable | None = None) -> Any:
+        """``vmap(fn, in_dims)(*args)``, or a loop of ``loop_fn`` (default ``fn``) over the
+        batched arguments when the model cannot be vmapped (then ``vectorize`` turns off, with
+        one warning)."""
         with pyro.validation_enabled(False):
             if self.vectorize:
                 try:
@@ -166,8 +169,9 @@ class PyroPotential(Potential):
                     self.vectorize = False
             first = next(a for a, d in zip(args, in_dims) if d is not None)
             size = (next(iter(first.values())) if isinstance(first, Mapping) else first).shape[0]
+            each = fn if loop_fn is None else loop_fn
             outputs = [
-                fn(*(_index(a, i) if d is not None else a for a, d in zip(args, in_dims)))
+                each(*(_index(a, i) if d is not None else a for a, d in zip(args, in_dims)))
                 for i in range(size)
             ]
             return _stack(outputs)
@@ -234,9 +238,21 @@ class PyroPotential(Potential):
         trace = self._trace(values)
         return trace.log_prob_sum(site_filter=lambda _, s: not site_is_subsample(s)) + log_jac
 
+    def _log_joint_or_nan(self, unconstrained: dict[str, torch.Tensor],
+                          batch: Any) -> torch.Tensor:
+        """One chain's log joint; NaN when its ODE solve gave up, so that the runner stops this
+        chain (``on_nonfinite="stop_chain"``) and not the whole run."""
+        try:
+            return self._log_joint(unconstrained, batch)
+        except ODESolverError:
+            anchor = sum(u.sum() for u in unconstrained.values()) * 0.0  # keeps the graph
+            return anchor + float("nan")
+
     def __call__(self, params: Params, batch: Any = None) -> tuple[torch.Tensor, Any]:
         in_dims = (0, None if batch is None else 0)
-        return -self._map(self._log_joint, (params, batch), in_dims), None
+        value = self._map(self._log_joint, (params, batch), in_dims,
+                          loop_fn=self._log_joint_or_nan)
+        return -value, None
 
     # ------------------------------------------------------------------ evaluating draws
     def _chunks(self) -> tuple[str | None, torch.Tensor | None, torch.Tensor | None]:

@@ -295,3 +295,24 @@ def test_bayesian_mlp_minibatches_vectorised_over_chains():
     logits = pointwise.derived["f"][1, 2]
     torch.testing.assert_close(pointwise.log_likelihood["y"][1, 2],
                                dist.Categorical(logits=logits).log_prob(y))
+
+
+def test_a_chain_whose_ode_solve_gives_up_stops_alone():
+    """An ODE solver failure in one chain (e.g. a Bayesian ANODE's weights blowing up) makes that
+    chain's potential non-finite: with stop_chain only that chain stops."""
+    import pyro.distributions as dist
+
+    from bayesdepth.anode import ODESolverError
+
+    def model():
+        w = pyro.sample("w", dist.Normal(torch.zeros((), dtype=torch.float64), 1.0))
+        if float(w.detach()) > 5.0:  # data-dependent: the chains are evaluated one by one
+            raise ODESolverError("the solver gave up")
+        pyro.sample("y", dist.Normal(w, 1.0), obs=torch.tensor(0.3, dtype=torch.float64))
+
+    with pytest.warns(RuntimeWarning, match="vmap failed"):
+        chains = sample(pyro_potential(model), SGLD(1e-3), num_chains=2, num_draws=5, seed=0,
+                        init={"w": torch.tensor([0.0, 6.0], dtype=torch.float64)},
+                        on_nonfinite="stop_chain")
+    assert chains.failures == [(1, 0)]
+    assert torch.isfinite(chains.draws["w"][0]).all() and torch.isnan(chains.draws["w"][1]).all()
