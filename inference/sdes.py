@@ -85,6 +85,21 @@ class _LossSDE(torch.nn.Module):
             )
         return out
 
+    # torchsde's interface, from one method per model: ``(drift, noise @ v)`` at state ``y``
+    # (the noise term is None when ``v`` is None; ``drift_order`` 1 skips the SME2 correction
+    # where only the noise is wanted).
+    def _drift_and_noise(self, y, v, drift_order):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def f(self, t, y):
+        return self._drift_and_noise(y, None, None)[0]
+
+    def g_prod(self, t, y, v):
+        return self._drift_and_noise(y, v, 1)[1]
+
+    def f_and_g_prod(self, t, y, v):
+        return self._drift_and_noise(y, v, None)
+
     def _grads(self, theta, v, order):
         """``grad f`` (+ ``(eta/4) grad|grad f|^2`` if order 2) and ``g_prod(v)`` at ``theta``."""
         with torch.enable_grad():
@@ -133,14 +148,8 @@ class SME(_LossSDE):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
         self.order = order
 
-    def f(self, t, y):
-        return -self._grads(y, None, self.order)[0]
-
-    def g_prod(self, t, y, v):
-        return self._grads(y, v, 1)[1]
-
-    def f_and_g_prod(self, t, y, v):
-        g, noise = self._grads(y, v, self.order)
+    def _drift_and_noise(self, y, v, drift_order):
+        g, noise = self._grads(y, v, drift_order or self.order)
         return -g, noise
 
 
@@ -173,17 +182,10 @@ class StochasticModifiedFlow(_LossSDE):
             )
         return y.reshape(y.shape[0] * self.num_points, -1)
 
-    def f_and_g_prod(self, t, y, v):
-        vv = v.repeat_interleave(self.num_points, dim=0)
-        g, noise = self._grads(self._split(y), vv, 2)
-        return -g.reshape(y.shape), noise.reshape(y.shape)
-
-    def f(self, t, y):
-        return -self._grads(self._split(y), None, 2)[0].reshape(y.shape)
-
-    def g_prod(self, t, y, v):
-        vv = v.repeat_interleave(self.num_points, dim=0)
-        return self._grads(self._split(y), vv, 1)[1].reshape(y.shape)
+    def _drift_and_noise(self, y, v, drift_order):
+        vv = None if v is None else v.repeat_interleave(self.num_points, dim=0)
+        g, noise = self._grads(self._split(y), vv, drift_order or 2)
+        return -g.reshape(y.shape), None if noise is None else noise.reshape(y.shape)
 
 
 class UnderdampedSDE(_LossSDE):
@@ -212,7 +214,7 @@ class UnderdampedSDE(_LossSDE):
         self.mass = self.lr * (1 + self.momentum) / 2
         self.friction = 1 - self.momentum
 
-    def _parts(self, y, v):
+    def _drift_and_noise(self, y, v, drift_order):
         d = y.shape[-1] // 2
         theta, u = y[..., :d], y[..., d:]
         g, noise = self._grads(theta, v, 1)
@@ -221,15 +223,6 @@ class UnderdampedSDE(_LossSDE):
         if noise is not None:
             noise = torch.cat([torch.zeros_like(theta), noise / self.mass], -1)
         return drift, noise
-
-    def f(self, t, y):
-        return self._parts(y, None)[0]
-
-    def g_prod(self, t, y, v):
-        return self._parts(y, v)[1]
-
-    def f_and_g_prod(self, t, y, v):
-        return self._parts(y, v)
 
 
 def simulate(

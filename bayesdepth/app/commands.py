@@ -24,7 +24,7 @@ from .outputs import (
 from .probes import PROBE_NAMES, at_probes, probe_inputs
 from .problems import Problem, load_problem
 from .report import chains_page
-from .runs import Reporter, output_folder, resolve_device
+from .runs import Reporter, output_folder, placement, resolve_device
 
 __all__ = ["demo", "diagnose", "fit", "langevin", "predict", "sample"]
 
@@ -46,17 +46,10 @@ def sample(
     the weights are an appendix (``summary_appendix.csv``). With ``distributed`` (under
     ``torchrun``) the chains are split across the processes and rank 0 writes the files.
     """
-    import bayesdepth as bd
     from bayesdepth import inference as bi
 
-    place, main = resolve_device(device), True
-    if distributed:
-        group = bd.distributed.process_group(device=place)
-        if group.backend == "nccl":
-            torch.cuda.set_device(group.device)
-            place = group.device
-        main, quiet = group.is_main, quiet or not group.is_main
-    say = Reporter(quiet)
+    place, main = placement(device, distributed)
+    say = Reporter(quiet or not main)
     if main:
         out = output_folder(out, "--out")
     implicit = checkpoint is None
@@ -231,14 +224,8 @@ def fit(
 
     if estimator == "kl" and model != "sdebnn":
         raise ValueError("estimator 'kl' (KL-only) applies to weight paths: use --model sdebnn")
-    place = resolve_device(device)
-    main = True
-    if distributed:
-        group = bd.distributed.process_group(device=place)
-        if group.backend == "nccl":
-            torch.cuda.set_device(group.device)
-            place = group.device
-        main, quiet = group.is_main, quiet or not group.is_main
+    place, main = placement(device, distributed)
+    quiet = quiet or not main
     if main:
         out = output_folder(out, "--out")
     problem = load_problem(data, target, task, seed).to(place)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Reporter", "output_folder", "resolve_device"]
+__all__ = ["Reporter", "output_folder", "placement", "resolve_device"]
 
 
 class Reporter:
@@ -35,6 +35,22 @@ def output_folder(path: str | os.PathLike, flag: str) -> Path:
     except OSError as exc:
         raise ValueError(f"{flag}: cannot write to {str(path)!r} ({exc.strerror or exc})") from None
     return path
+
+
+def placement(device: str | None, distributed: bool) -> tuple[torch.device | None, bool]:
+    """Where this process computes and whether it writes the files: with ``distributed`` it
+    joins the ``torchrun`` group (NCCL on CUDA: ``cuda:<local rank>``) and only rank 0
+    writes."""
+    place = resolve_device(device)
+    if not distributed:
+        return place, True
+    from bayesdepth import distributed as ddp
+
+    group = ddp.process_group(device=place)
+    if group.backend == "nccl":
+        torch.cuda.set_device(group.device)
+        place = group.device
+    return place, group.is_main
 
 
 def resolve_device(name: str | None) -> torch.device | None:
