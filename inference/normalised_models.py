@@ -19,7 +19,6 @@ mean-loss convention of the SGD theory (docs/theory.md §0.1), for
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,7 +27,7 @@ import torch
 
 from bayesdepth._validation import check_positive, check_positive_int, check_tensor
 
-from .potentials import Potential, subsample_indices
+from .sgd_potentials import MinibatchRegression
 
 __all__ = [
     "NormalisedMLP",
@@ -116,7 +115,7 @@ def teacher_data(
     return TeacherData(x, y, teacher)
 
 
-class ScaleInvariantRegression(Potential):
+class ScaleInvariantRegression(MinibatchRegression):
     r"""``L_B(theta) = (1/B) sum_{b in batch} (f(theta; x_b) - y_b)^2 / 2`` of a scale-invariant f.
 
     The mean minibatch loss (the SGD convention, docs/theory.md §0.1), one batch per chain and
@@ -145,39 +144,10 @@ class ScaleInvariantRegression(Potential):
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
+        check_tensor("x", x, ndim=2, floating=True)
+        super().__init__(x, y, check_positive_int("batch_size", batch_size), replacement, 0.0)
         self.model = model
-        self.x = check_tensor("x", x, ndim=2, floating=True).to(F64)
-        self.y = check_tensor("y", y, ndim=1, floating=True).to(F64)
-        if self.y.shape[0] != self.x.shape[0]:
-            raise ValueError(f"y must have {self.x.shape[0]} entries like x, got {y.shape[0]}")
         self.num_params = check_positive_int("num_params", num_params)
-        self.num_data = self.x.shape[0]
-        self.batch_size = check_positive_int("batch_size", batch_size)
-        self.replacement = bool(replacement)
-        if not self.replacement and self.batch_size > self.num_data:
-            raise ValueError(
-                f"batch_size = {batch_size} exceeds the {self.num_data} data points "
-                "(batches without replacement)"
-            )
-        self.observed_data = {"y": self.y}
-
-    @property
-    def device(self) -> torch.device:
-        return self.x.device
-
-    def to(self, device: torch.device | str) -> ScaleInvariantRegression:
-        new = copy.copy(self)
-        new.x, new.y = self.x.to(device), self.y.to(device)
-        new.observed_data = {"y": new.y}
-        return new
-
-    def sample_batch(self, num_chains: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Row indices of shape (chains, B)."""
-        shape = (num_chains, self.batch_size)
-        if self.replacement:
-            return torch.randint(self.num_data, shape, generator=generator, device=self.device)
-        return subsample_indices(self.num_data, self.batch_size, num_chains, generator,
-                                 self.device)
 
     def init(self, num_chains: int, generator: torch.Generator | None) -> torch.Tensor:
         """Standard normal parameters of shape (chains, num_params)."""
@@ -189,8 +159,5 @@ class ScaleInvariantRegression(Potential):
         return 0.5 * (self.model(params, x) - y) ** 2
 
     def __call__(self, params: torch.Tensor, batch: Any = None) -> tuple[torch.Tensor, Any]:
-        if batch is None:
-            xb, yb = self.x, self.y
-        else:
-            xb, yb = self.x[batch], self.y[batch]
+        xb, yb = self._data(params.shape[0], batch)
         return self.example_loss(params.unsqueeze(-2), xb, yb).mean(-1), None

@@ -39,6 +39,7 @@ __all__ = [
     "LabelBatch",
     "LeastSquaresPotential",
     "LinearRegressionPotential",
+    "MinibatchRegression",
     "QuadraticPotential",
     "StableNoisePotential",
 ]
@@ -95,8 +96,10 @@ class LabelBatch(NamedTuple):
     label_noise: torch.Tensor | None  #: (chains, B) added to the targets, or None
 
 
-class _Regression(Potential):
-    """Data, minibatches and label noise shared by the Gaussian-likelihood potentials."""
+class MinibatchRegression(Potential):
+    """Data, minibatches (one per chain and call, with or without replacement) and label noise
+    shared by the regression potentials of the mean loss; subclasses add ``__call__`` and
+    :meth:`~bayesdepth.inference.potentials.Potential.init`."""
 
     def __init__(
         self,
@@ -131,7 +134,7 @@ class _Regression(Potential):
     def device(self) -> torch.device:
         return self.x.device
 
-    def to(self, device: torch.device | str) -> _Regression:
+    def to(self, device: torch.device | str) -> MinibatchRegression:
         new = copy.copy(self)
         new.x, new.y = self.x.to(device), self.y.to(device)
         new.observed_data = {"y": new.y}
@@ -167,7 +170,7 @@ class _Regression(Potential):
         return xb, yb
 
 
-class LinearRegressionPotential(_Regression):
+class LinearRegressionPotential(MinibatchRegression):
     r"""Mean minibatch loss of Bayesian linear regression, one batch per chain and call.
 
     ``L_B(w) = (1/B) sum_{b in batch} (x_b^T w - y_b)^2 / (2 s^2) + |w|^2 / (2 s_0^2 N)``: an
@@ -199,7 +202,7 @@ class LinearRegressionPotential(_Regression):
         return fit + prior, None
 
 
-class LeastSquaresPotential(_Regression):
+class LeastSquaresPotential(MinibatchRegression):
     r"""``L_B(theta) = (1/B) sum_b (f(theta, x_b) - y_b)^2 / (2 s^2)`` for any model ``f``.
 
     The mean loss of a Gaussian likelihood with noise scale ``s`` (no prior), evaluated for K
