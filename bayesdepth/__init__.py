@@ -16,7 +16,7 @@
   chains, Langevin theory of SGD, ArviZ diagnostics.
 """
 
-from . import anode, data, distributed, metrics, plotting, predictive, sde
+from . import anode, data, distributed, metrics, plotting, predictive, sde, threads
 from .anode import AugmentedNeuralODE, BayesianAugmentedNODE, ODESolver
 from .bnn import BayesianMLP
 from .elbo import KLOnlyTrace_ELBO, STLTrace_ELBO
@@ -53,4 +53,5 @@ __all__ = [
     "save",
     "saveable",
     "sde",
+    "threads",
 ]

@@ -51,6 +51,8 @@ class Potential:
 
     shapes: ClassVar[dict[str, torch.Size]] = {}
     observed_data: dict[str, torch.Tensor] | None = None
+    #: the potential runs Pyro code, whose global state one thread at a time may use
+    uses_pyro: ClassVar[bool] = False
 
     def __call__(self, params: Params, batch: Any = None) -> tuple[torch.Tensor, Any]:
         """Potential per chain (shape (chains,)) and auxiliary output."""

@@ -82,6 +82,8 @@ def _plate_dims(site: dict, subsampled: set[str]) -> tuple[int | None, int | Non
 class PyroPotential(Potential):
     """Potential of a Pyro model over its continuous latent sites (see :func:`pyro_potential`)."""
 
+    uses_pyro = True
+
     def __init__(
         self,
         model: Callable,

@@ -30,6 +30,7 @@ and keeps the other chains going.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from bayesdepth import threads
 from bayesdepth._validation import check_choice, check_positive_int
 
 from .chains import Chains
@@ -313,46 +315,42 @@ def sample(
 
     bar = tqdm(total=planned, initial=state.step - start, disable=not progress,
                desc=type(sampler).__name__)
-    try:
-        while recorder.count < num_draws:
-            step = state.step
-            new_state, info = sampler.step(state, grad_fn, gen)
-            finite = torch.isfinite(info["potential"]) & torch.isfinite(info["grad_norm"])
-            finite = finite & _finite_per_chain(new_state)
-            bad = alive & ~finite
-            if bool(bad.any()):
-                chains = bad.nonzero().flatten().tolist()
-                if on_nonfinite == "raise":
-                    raise FloatingPointError(
-                        f"non-finite potential, gradient or update in chain(s) "
-                        f"{[lo + c for c in chains]} at step {step}; lower the step size, or "
-                        "pass on_nonfinite='stop_chain'"
-                    )
-                failures.extend((lo + c, step) for c in chains)
-                alive = alive & finite
-            if not bool(alive.all()):
-                fields = {
-                    f.name: chain_where(alive, getattr(new_state, f.name), getattr(state, f.name))
-                    for f in dataclasses.fields(new_state)
-                    if f.name != "step"
-                }
-                new_state = new_state.replace(**fields)
-            state = new_state
-            bar.update(1)
-            if progress and (step % 50 == 0):
-                pot = info["potential"][alive]
-                running = float(pot.mean()) if pot.numel() else float("nan")
-                bar.set_postfix(potential=f"{running:.4g}", refresh=False)
-            if state.step - start <= warmup or not sampler.lr.sampling(step):
-                continue
-            eligible += 1
-            if eligible % thin:
-                continue
-            recorder.add(_record(potential, state, info, alive, device))
-            if path is not None and recorder.count % checkpoint_every == 0:
-                save()
-    finally:
-        bar.close()
+    exclusive = (threads.pyro_exclusive("bayesdepth.inference.sample") if potential.uses_pyro
+                 else contextlib.nullcontext())
+    with exclusive:
+        try:
+            while recorder.count < num_draws:
+                step = state.step
+                new_state, info = sampler.step(state, grad_fn, gen)
+                finite = torch.isfinite(info["potential"]) & torch.isfinite(info["grad_norm"])
+                finite = finite & _finite_per_chain(new_state)
+                bad = alive & ~finite
+                if bool(bad.any()):
+                    chains = bad.nonzero().flatten().tolist()
+                    if on_nonfinite == "raise":
+                        raise FloatingPointError(
+                            f"non-finite potential, gradient or update in chain(s) "
+                            f"{[lo + c for c in chains]} at step {step}; lower the step size, or "
+                            "pass on_nonfinite='stop_chain'"
+                        )
+                    failures.extend((lo + c, step) for c in chains)
+                    alive = alive & finite
+                state = _freeze_stopped(alive, new_state, state)
+                bar.update(1)
+                if progress and (step % 50 == 0):
+                    pot = info["potential"][alive]
+                    running = float(pot.mean()) if pot.numel() else float("nan")
+                    bar.set_postfix(potential=f"{running:.4g}", refresh=False)
+                if state.step - start <= warmup or not sampler.lr.sampling(step):
+                    continue
+                eligible += 1
+                if eligible % thin:
+                    continue
+                recorder.add(_record(potential, state, info, alive, device))
+                if path is not None and recorder.count % checkpoint_every == 0:
+                    save()
+        finally:
+            bar.close()
     if path is not None:
         save()  # the finished run, so that asking for it again returns it
     out = recorder.result()
@@ -369,6 +367,14 @@ def sample(
         return chains
     parts = group.gather(chains.detached(), "gathering the chains")
     return chains if parts is None else Chains.concatenate(parts, potential=potential)
+
+
+def _freeze_stopped(alive: torch.Tensor, new: SamplerState, old: SamplerState) -> SamplerState:
+    """``new``, with the stopped chains (``~alive``) kept at their ``old`` state."""
+    if bool(alive.all()):
+        return new
+    return new.replace(**{f.name: chain_where(alive, getattr(new, f.name), getattr(old, f.name))
+                          for f in dataclasses.fields(new) if f.name != "step"})
 
 
 def _held(draws: dict[str, torch.Tensor]) -> int:

@@ -109,3 +109,27 @@ def test_pyro_entry_points_refuse_a_second_thread():
         first.join()
     assert len(errors) == 3
     model.predict(x, num_samples=2)  # once the other thread is done, it works again
+
+
+def test_sampling_a_pyro_potential_refuses_a_second_thread():
+    from bayesdepth.inference import SGLD, pyro_potential, sample
+
+    model = bd.BayesianMLP(1, hidden=(3,), seed=0)
+    x = torch.randn(6, 1)
+    potential = pyro_potential(model.model, x, x[:, 0], vectorize=False)
+    started, release = threading.Event(), threading.Event()
+
+    def hold():
+        with pyro_exclusive("the first thread"):
+            started.set()
+            release.wait(30)
+
+    first = threading.Thread(target=hold)
+    first.start()
+    started.wait(30)
+    try:
+        with pytest.raises(RuntimeError, match="another thread is running Pyro code"):
+            sample(potential, SGLD(1e-4), num_chains=2, num_draws=2, seed=0)
+    finally:
+        release.set()
+        first.join()
