@@ -49,25 +49,31 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"{hist.steps} SVI steps in {hist.seconds:.1f} s; test accuracy {acc:.3f}, "
           f"NLL {nll:.3f}, ECE {ece:.3f}")
 
+    fig, (ax, axh) = plt.subplots(1, 2, figsize=(9, 4))
+    centers, counts = reliability(ax, probs, d.y_test, ece)
+    axh.bar(centers, counts, width=0.09)
+    axh.set(xlabel="confidence", ylabel="test points", yscale="log",
+            title=f"accuracy {acc:.3f}, NLL {nll:.3f}")
+    return _common.save(fig, args, "sdebnn_digits.png")
+
+
+def reliability(ax, probs: torch.Tensor, labels: torch.Tensor, ece: float):
+    """Draw the reliability diagram (10 confidence bins) on ``ax``; return the bins' centres
+    and counts."""
     conf, pred = probs.max(-1)
-    correct = (pred == d.y_test).double()
-    edges = torch.linspace(0, 1, 11)
+    correct = (pred == labels).double()
     centers, accs, counts = [], [], []
-    for lo, hi in itertools.pairwise(edges):
+    for lo, hi in itertools.pairwise(torch.linspace(0, 1, 11)):
         inside = (conf > lo) & (conf <= hi)
         if inside.any():
             centers.append(float((lo + hi) / 2))
             accs.append(float(correct[inside].mean()))
             counts.append(int(inside.sum()))
-    fig, (ax, axh) = plt.subplots(1, 2, figsize=(9, 4))
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.bar(centers, accs, width=0.09, alpha=0.7)
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"reliability (ECE {ece:.3f})")
-    axh.bar(centers, counts, width=0.09)
-    axh.set(xlabel="confidence", ylabel="test points", yscale="log",
-            title=f"accuracy {acc:.3f}, NLL {nll:.3f}")
-    return _common.save(fig, args, "sdebnn_digits.png")
+    return centers, counts
 
 
 if __name__ == "__main__":

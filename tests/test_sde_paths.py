@@ -273,3 +273,21 @@ def test_exact_posterior_elbo_and_stl_variance():
     assert min(trace_var) > 1.0  # the score term's variance does not vanish
     assert stl_var[-1] / trace_var[-1] < 1e-2
     assert stl_var[-1] < stl_var[0] / 20  # roughly dt^2: 4x per halving
+
+
+@pytest.mark.slow
+def test_compiled_simulator_gives_the_same_chain_and_gradients():
+    from bayesdepth.sde import CompiledEuler
+
+    d, batch, sigma = 5, 2, 0.3
+    _, post = _posterior(d, sigma)
+    grid = torch.tensor([0.0, 0.1, 0.35, 0.5, 1.0], dtype=F64)
+    w0 = torch.randn(batch, d, dtype=F64, requires_grad=True)
+    eps = torch.randn(4, batch, d, dtype=F64)
+    runs = []
+    for simulate in (sdeint_euler, CompiledEuler()):
+        ys = simulate(post, sigma, grid, w0, eps)
+        runs.append((ys, torch.autograd.grad(ys.square().sum(), [w0, post.correction.up.weight])))
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)

@@ -8,7 +8,8 @@
   :class:`TimeSequential`.
 - :class:`OUPrior`, :class:`BottleneckDrift`, :class:`PosteriorDrift`: the weight processes.
 - :class:`EulerPath`: a weight path on a grid as a Pyro distribution (sampled with torchsde,
-  exact Euler–Maruyama density); :func:`kl_only`: the ``1/2 int |u|^2 dt`` estimator.
+  exact Euler–Maruyama density); :func:`kl_only`: the ``1/2 int |u|^2 dt`` estimator;
+  :class:`CompiledEuler`: an opt-in compiled simulator of the same chain.
 - :class:`OUObservation`: an OU path observed at ``t = 1`` whose exact posterior (a Doob
   h-transform) is known, for checking ELBO estimators.
 - Models: :class:`SDEBNNRegressor`, :class:`SDEBNNClassifier`, and the multi-scale image
@@ -16,6 +17,7 @@
 """
 
 from .block import SDEBNNBlock
+from .compiled import CompiledEuler
 from .exact import OUObservation
 from .fields import Conv1dField, Conv2dField, MLPField, ResNetField
 from .layers import ConcatConv1d, ConcatConv2d, ConcatLinear, TimeSequential
@@ -27,6 +29,7 @@ from .solver import StateSolver
 
 __all__ = [
     "BottleneckDrift",
+    "CompiledEuler",
     "ConcatConv1d",
     "ConcatConv2d",
     "ConcatLinear",
