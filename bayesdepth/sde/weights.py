@@ -155,12 +155,12 @@ class FieldWeights:
         return torch.cat([v.expand(*lead, v.shape[-1]) for v in values], dim=-1)
 
     def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(..., num_weights [+ num_sampled])`` -> ``{name: (..., *shape)}`` (views)."""
+        """``(..., num_weights + num_sampled)`` -> ``{name: (..., *shape)}`` (views): the path's
+        parameters, then the ``PyroSample`` values."""
         lead = weights.shape[:-1]
-        names = self.names + tuple(self.prior_shapes) * (weights.shape[-1] > self.num_weights)
+        names = self.names + tuple(self.prior_shapes)
         shapes = self.shapes + tuple(self.prior_shapes.values())
-        sizes = [math.prod(s) for s in shapes[: len(names)]]
-        parts = weights.split(sizes, dim=-1)
+        parts = weights.split([math.prod(s) for s in shapes], dim=-1)
         return {n: p.reshape(*lead, *s) for n, p, s in zip(names, parts, shapes)}
 
     def evaluate(self, field: nn.Module, t: torch.Tensor, h: torch.Tensor,
