@@ -35,6 +35,6 @@ def test_paper_benchmark_smoke_mode_on_generated_images(tmp_path):
 def test_memory_table_runs_on_the_cpu():
     out = _run(BENCH / "sdebnn.py", "--skip-speed", "--skip-exact", "--skip-digits",
                "--memory-steps", "10")
-    line = [row for row in out.splitlines() if row.strip().startswith("10 ")][0]
+    line = next(row for row in out.splitlines() if row.strip().startswith("10 "))
     full, checkpointed, _ = map(float, line.split()[1:])
     assert full > 0 and checkpointed > 0

@@ -80,6 +80,12 @@ def _check_no_data_plate(what: str) -> None:
         )
 
 
+def _check_same_shape(what: str, out, like: torch.Tensor, where: str = "") -> None:
+    if not isinstance(out, torch.Tensor) or out.shape != like.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{what}, got {got}{where}")
+
+
 class SDEBNNBlock(Recorded, PyroModule):
     """One SDE-BNN block: ``h(t_K)`` from ``h(t_0)`` through ``dh/dt = f_h(t, h; w(t))``.
 
@@ -208,12 +214,8 @@ class SDEBNNBlock(Recorded, PyroModule):
                     f"field must map states h of shape (n, {', '.join(map(str, self.state_shape))})"
                     f" to the same shape; calling {call} on zeros failed: {exc}"
                 ) from exc
-        if not isinstance(out, torch.Tensor) or out.shape != h.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"field must return dh/dt with the shape of h {tuple(h.shape)}, got {got} from "
-                f"{type(field).__name__}"
-            )
+        _check_same_shape(f"field must return dh/dt with the shape of h {tuple(h.shape)}", out,
+                          h, f" from {type(field).__name__}")
 
     def _check_drift(self, drift: nn.Module) -> None:
         w = torch.zeros(2, self.num_weights)
@@ -225,11 +227,7 @@ class SDEBNNBlock(Recorded, PyroModule):
                     f"posterior drift must accept (t, w) with w of shape "
                     f"(..., {self.num_weights}); calling it failed: {exc}"
                 ) from exc
-        if not isinstance(out, torch.Tensor) or out.shape != w.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"posterior drift must return the shape of w {tuple(w.shape)}, got {got}"
-            )
+        _check_same_shape(f"posterior drift must return the shape of w {tuple(w.shape)}", out, w)
 
     # ---------------------------------------------------------------- sample sites
     def _site(self, suffix: str) -> str:

@@ -73,48 +73,58 @@ class MLPField(_Field):
         self.dim, self.hidden = dim, hidden
 
 
-class Conv2dField(_Field):
-    """Two ``kernel_size`` convolutions ``channels -> hidden -> channels`` with an activation.
+def _conv(dims: int, time: bool, c_in: int, c_out: int, k: int) -> nn.Module:
+    """A size-preserving ``k``-wide convolution in 1 or 2 spatial dims, over ``[h, t]`` or ``h``."""
+    if time:
+        return (ConcatConv1d if dims == 1 else ConcatConv2d)(c_in, c_out, k)
+    return (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, k, padding=k // 2)
 
-    Images ``(n, channels, H, W)``; padding keeps the size. ``time=True`` uses
-    :class:`~bayesdepth.sde.layers.ConcatConv2d` (the time as one more input channel).
-    """
 
-    def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3,
-                 activation: str = "tanh", time: bool = False) -> None:
+class _TwoConvField(_Field):
+    """``conv (channels -> hidden) -> activation -> conv (hidden -> channels)``."""
+
+    dims: int
+
+    def __init__(self, channels: int, hidden: int | None, kernel_size: int, activation: str,
+                 time: bool) -> None:
         channels = check_positive_int("channels", channels)
         hidden = channels if hidden is None else check_positive_int("hidden", hidden)
         k = check_positive_int("kernel_size", kernel_size)
-        if time:
-            convs = [ConcatConv2d(channels, hidden, k), ConcatConv2d(hidden, channels, k)]
-        else:
-            convs = [nn.Conv2d(channels, hidden, k, padding=k // 2),
-                     nn.Conv2d(hidden, channels, k, padding=k // 2)]
-        super().__init__([convs[0], _activation(activation), convs[1]], time)
+        if k % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (size-preserving padding), got {k}")
+        convs = [_conv(self.dims, time, channels, hidden, k),
+                 _activation(activation), _conv(self.dims, time, hidden, channels, k)]
+        super().__init__(convs, time)
         self.channels, self.hidden = channels, hidden
 
 
-class Conv1dField(_Field):
+class Conv2dField(_TwoConvField):
+    """Two ``kernel_size`` convolutions ``channels -> hidden -> channels`` with an activation.
+
+    Images ``(n, channels, H, W)``; padding keeps the size (odd ``kernel_size``).
+    ``time=True`` uses :class:`~bayesdepth.sde.layers.ConcatConv2d` (the time as one more input
+    channel).
+    """
+
+    dims = 2
+
+    def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3,
+                 activation: str = "tanh", time: bool = False) -> None:
+        super().__init__(channels, hidden, kernel_size, activation, time)
+
+
+class Conv1dField(_TwoConvField):
     """Two 1-D convolutions ``channels -> hidden -> channels`` on sequences ``(n, channels, L)``.
 
     Padding keeps the length (odd ``kernel_size``); ``time=True`` (default) appends the time as
     one more input channel of each convolution.
     """
 
+    dims = 1
+
     def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3,
                  activation: str = "tanh", time: bool = True) -> None:
-        channels = check_positive_int("channels", channels)
-        hidden = channels if hidden is None else check_positive_int("hidden", hidden)
-        k = check_positive_int("kernel_size", kernel_size)
-        if k % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (length-preserving padding), got {k}")
-        if time:
-            convs = [ConcatConv1d(channels, hidden, k), ConcatConv1d(hidden, channels, k)]
-        else:
-            convs = [nn.Conv1d(channels, hidden, k, padding=k // 2),
-                     nn.Conv1d(hidden, channels, k, padding=k // 2)]
-        super().__init__([convs[0], _activation(activation), convs[1]], time)
-        self.channels, self.hidden = channels, hidden
+        super().__init__(channels, hidden, kernel_size, activation, time)
 
 
 class ResNetField(_Field):
@@ -130,14 +140,10 @@ class ResNetField(_Field):
                  time: bool = True) -> None:
         channels = check_positive_int("channels", channels)
         hidden = check_positive_int("hidden", hidden)
-        if time:
-            convs = [ConcatConv2d(channels, hidden, 3), ConcatConv2d(hidden, hidden, 1),
-                     ConcatConv2d(hidden, channels, 3)]
-        else:
-            convs = [nn.Conv2d(channels, hidden, 3, padding=1), nn.Conv2d(hidden, hidden, 1),
-                     nn.Conv2d(hidden, channels, 3, padding=1)]
-        super().__init__([convs[0], _activation(activation), convs[1], _activation(activation),
-                          convs[2]], time)
+        layers = [_conv(2, time, channels, hidden, 3), _activation(activation),
+                  _conv(2, time, hidden, hidden, 1), _activation(activation),
+                  _conv(2, time, hidden, channels, 3)]
+        super().__init__(layers, time)
         self.channels, self.hidden = channels, hidden
 
 

@@ -91,6 +91,15 @@ class SDEBNNModel(BayesianModel):
             q = b.posterior_path(w0, generator=gen)
             return b.grid, q.with_start(q.rsample())
 
+    @staticmethod
+    def classifier_likelihood(num_classes: int, likelihood) -> tuple[int, Categorical]:
+        """Validated ``num_classes`` (>= 2) and likelihood (default ``Categorical()``)."""
+        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
+        likelihood = Categorical() if likelihood is None else likelihood
+        if not isinstance(likelihood, Categorical):
+            raise TypeError(f"likelihood must be a bayesdepth.Categorical, got {likelihood!r}")
+        return num_classes, likelihood
+
     def parameter_counts(self) -> dict[str, int]:
         """``{"sde_weights", "drift", "point"}``: numbers on the weight paths (``d_w`` summed
         over blocks), of the posterior drifts, and every other parameter (``w(0)`` counted once
@@ -298,10 +307,7 @@ class SDEBNNClassifier(_SDEBNN):
         image_size: tuple[int, ...] | None = None,
         seed: int | None = None,
     ) -> None:
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
-        likelihood = Categorical() if likelihood is None else likelihood
-        if not isinstance(likelihood, Categorical):
-            raise TypeError(f"likelihood must be a bayesdepth.Categorical, got {likelihood!r}")
+        num_classes, likelihood = self.classifier_likelihood(num_classes, likelihood)
         super().__init__(in_features, num_classes, likelihood, width, hidden, steps, num_blocks,
                          prior, augment, block_kwargs, field, image_size, seed)
         self.num_classes = num_classes

@@ -152,10 +152,7 @@ class MultiScaleSDEBNN(SDEBNNModel):
         block_kwargs: dict | None = None,
         seed: int | None = None,
     ) -> None:
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
-        likelihood = Categorical() if likelihood is None else likelihood
-        if not isinstance(likelihood, Categorical):
-            raise TypeError(f"likelihood must be a bayesdepth.Categorical, got {likelihood!r}")
+        num_classes, likelihood = self.classifier_likelihood(num_classes, likelihood)
         super().__init__(likelihood, num_classes)
         self.num_classes = num_classes
         shape = tuple(in_shape) if not isinstance(in_shape, int) else (in_shape,)
