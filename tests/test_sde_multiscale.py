@@ -99,3 +99,10 @@ def test_user_fields_per_stage_and_bad_sizes():
     with pytest.raises(ValueError, match=r"x must have shape \(n, 1, 8, 8\)"):
         m.model(torch.zeros(2, 1, 8, 6))
     assert isinstance(m.blocks[0].field, ResNetField)
+
+
+def test_the_seed_fixes_the_initial_weights():
+    a, b = (MultiScaleSDEBNN.preset("tiny", seed=3) for _ in range(2))
+    c = MultiScaleSDEBNN.preset("tiny", seed=4)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.blocks[0].w0, c.blocks[0].w0)

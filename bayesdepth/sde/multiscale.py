@@ -173,12 +173,12 @@ class MultiScaleSDEBNN(SDEBNNModel):
                 f"(blocks={tuple(counts)}): H and W must be divisible by {down}"
             )
         channels = [(c + augment) * 4**s for s in range(len(counts))]
-        fields = _stage_fields(field, channels, hidden)
         kwargs = {"rank": 2, "drift_hidden": 64, **(block_kwargs or {})}
         prior = OUPrior(sigma=0.1) if prior is None else prior
         self.stage_of: list[int] = []
         built = []
         with seeded(seed):
+            fields = _stage_fields(field, channels, hidden)
             for s, (count, stage_field) in enumerate(zip(counts, fields)):
                 size = (h // 2**s, w // 2**s)
                 for j in range(count):
