@@ -1,58 +1,68 @@
-"""SDE-BNN benchmark: torchsde vs a hand-written Euler–Maruyama loop, and digits classification.
+"""SDE-BNN benchmark: SVI step time, memory with and without checkpointing, digits, exact posterior.
 
-Part 1 times one SVI step (STL ELBO) of the same SDE-BNN with the weight path simulated by
-torchsde (the package default) and by a plain-torch Euler–Maruyama loop with the same maths,
-interleaved in the same process (median of repetitions), for several numbers of grid steps.
-Memory per configuration: ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU the bytes
-autograd saves for the backward pass (the part that grows with the grid).
+Part 1 times one SVI step (STL ELBO, batch 128) of the digits SDE-BNN (MLP field, width 32)
+for several numbers K of grid steps, the variants interleaved in one process (median of
+repetitions), as ratios to the **baseline**: the same SVI step with the weight path drawn by a
+hand-written eager Euler–Maruyama loop (``loop_simulate`` below, the same chain from the same
+increments) and the hidden state integrated eagerly. Variants: ``torchsde`` (the default
+simulator), ``compile h`` (``StateSolver(compile=True)``: the hidden-state loop as one compiled
+graph) and ``compile all`` (also the weight path: :class:`bayesdepth.sde.CompiledEuler`, the
+noise passed in). Compilation time is reported separately (it is paid once per shape).
 
-Part 2 trains four digits classifiers under the same wall-clock budget and reports test
-accuracy, NLL and ECE (10 bins) on averaged predictive probabilities: the SDE-BNN (MLP ``f_h`` on
-the 64 pixels, and a conv ``f_h`` on the 8x8 images), a deterministic ODE-net with the same MLP
-``f_h`` (weights constant in depth, a point estimate), and a mean-field Bayesian MLP (Pyro
-``AutoNormal``, STL ELBO).
+Part 2 measures the peak memory of one SVI step of a convolutional SDE-BNN on the 8x8 digits
+(16 channels, batch 128) against K, with and without gradient checkpointing every 5 grid steps:
+``torch.cuda.max_memory_allocated`` on a GPU; on the CPU the growth of the peak resident memory
+during the step, each configuration in a fresh process (``MALLOC_MMAP_THRESHOLD_=65536`` so that
+freed tensor memory goes back to the system).
 
-    python benchmarks/sdebnn.py                      # everything, at most 600 s per model
-    python benchmarks/sdebnn.py --budget-seconds 60  # shorter digits runs
-    python benchmarks/sdebnn.py --skip-digits
+Part 3 reproduces the exact-posterior table of ``docs/sdebnn.md`` (the variational drift set to
+the exact Doob h-transform: the ELBO gap and the STL gradient variance vanish as dt shrinks).
 
-Part 3 (small) reproduces the exact-posterior table of ``docs/sdebnn.md``: with the variational
-drift set to the exact Doob h-transform of an OU prior observed at t = 1, the ELBO gap and the
-STL gradient variance vanish as dt shrinks; Trace_ELBO's gradient variance does not.
+Part 4 trains three digits classifiers of one architecture (a linear encoder to 32 features, one
+block with the MLP field 32 -> 32 -> 32, K = 10, a linear readout) with the same number of steps
+and learning-rate schedule and reports test accuracy, NLL and ECE (10 bins) on averaged
+predictive probabilities: the SDE-BNN (``OUPrior(sigma=2)``, STL, 8 vectorised particles), the
+deterministic ODE-net (weights constant in depth, Adam, weight decay 1e-4) and a mean-field BNN
+(weights constant in depth, prior N(0, 1), ``AutoNormal``, STL, 8 particles).
+
+    python benchmarks/sdebnn.py                          # everything (about 15 CPU minutes)
+    python benchmarks/sdebnn.py --skip-digits --skip-exact
+    python benchmarks/sdebnn.py --skip-speed --skip-memory --skip-exact   # digits only
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import pyro
-import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Predictive, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
-from pyro.nn import PyroModule, PyroSample
-from torch import nn
+from pyro.infer import SVI, Trace_ELBO
+from sdebnn_paper import MeanFieldODENet, fit_ode_net, predict_probs, scores  # same folder
 
-from bayesdepth import data, metrics
+from bayesdepth import data
 from bayesdepth.elbo import STLTrace_ELBO
-from bayesdepth.sde.block import SDEBNNBlock
-from bayesdepth.sde.exact import OUObservation
-from bayesdepth.sde.models import SDEBNNClassifier
-from bayesdepth.sde.processes import OUPrior
+from bayesdepth.sde import (
+    CompiledEuler,
+    Conv2dField,
+    OUObservation,
+    OUPrior,
+    SDEBNNClassifier,
+    StateSolver,
+)
 from bayesdepth.svi import fit
 
 
-def loop_simulate(drift, sigma, grid, w0, entropy):
-    """Plain-torch Euler–Maruyama with the same chain as the torchsde path (the baseline)."""
-    gen = torch.Generator(device=w0.device).manual_seed(entropy % (2**63))
+def loop_simulate(drift, sigma, grid, w0, eps):
+    """The baseline: a plain-torch Euler–Maruyama loop, the same chain (1) as torchsde's."""
     dt = grid.diff()
-    eps = torch.randn((dt.numel(), *w0.shape), generator=gen, dtype=w0.dtype, device=w0.device)
     scale = sigma * dt.sqrt()
     ys, w = [w0], w0
     for k in range(dt.numel()):
@@ -61,56 +71,80 @@ def loop_simulate(drift, sigma, grid, w0, entropy):
     return torch.stack(ys)
 
 
-def _svi(steps: int, simulate, device):
+VARIANTS = {
+    "loop": {"simulator": loop_simulate},
+    "torchsde": {},
+    "compile h": {"solver": StateSolver(compile=True)},
+    "compile all": {"solver": StateSolver(compile=True), "simulator": CompiledEuler()},
+}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _svi(steps: int, device, block_kwargs: dict):
     d = data.digits()
     x, y = d.x_train.to(device), d.y_train.to(device)
-    pyro.clear_param_store()
     pyro.set_rng_seed(0)
     m = SDEBNNClassifier(64, 10, width=32, steps=steps, seed=0,
-                         block_kwargs={"simulator": simulate}).to(device)
+                         block_kwargs=block_kwargs).to(device)
     svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), STLTrace_ELBO())
     return lambda: svi.step(x, y, subsample_size=128)
 
 
-def time_steps(steps: int, reps: int, device) -> tuple[float, float]:
-    runs = {"torchsde": _svi(steps, None, device), "loop": _svi(steps, loop_simulate, device)}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
+def time_steps(steps: int, reps: int, device) -> dict[str, dict[str, float]]:
+    runs, warm = {}, {}
+    for name, kwargs in VARIANTS.items():
+        start = time.perf_counter()
+        runs[name] = _svi(steps, device, dict(kwargs))
         for _ in range(3):
-            fn()
+            runs[name]()
+        _sync(device)
+        warm[name] = time.perf_counter() - start
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(reps):
         for name, fn in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            _sync(device)
             t = time.perf_counter()
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            _sync(device)
             times[name].append(time.perf_counter() - t)
-    return statistics.median(times["torchsde"]), statistics.median(times["loop"])
+    return {name: {"ms": 1e3 * statistics.median(v), "warmup_s": warm[name]}
+            for name, v in times.items()}
 
 
-def peak_memory_mb(steps: int, backend: str, device) -> float:
-    """Memory of one SVI step: CUDA peak on a GPU; on the CPU, the bytes autograd saves for the
-    backward pass (distinct storages seen by a ``saved_tensors_hooks`` pack hook), which is the
-    part that grows with the number of grid steps."""
-    fn = _svi(steps, None if backend == "torchsde" else loop_simulate, device)
-    fn()
+# ------------------------------------------------------------------------------------ memory
+def _memory_step(steps: int, every: int | None, device) -> float:
+    """Peak memory (MB) of one SVI step of the conv SDE-BNN (see the module docstring)."""
+    d = data.digits(flatten=False)
+    x, y = d.x_train.to(device), d.y_train.to(device)
+    m = SDEBNNClassifier(1, 10, width=16, steps=steps, field=Conv2dField(16, 16),
+                         image_size=(8, 8), seed=0,
+                         block_kwargs={"solver": StateSolver(checkpoint_every=every)}).to(device)
+    svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), STLTrace_ELBO())
+    svi.step(x, y, subsample_size=2)  # warm up: everything but the batch-sized activations
     if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        return torch.cuda.max_memory_allocated() / 2**20
-    seen: dict[int, int] = {}
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        svi.step(x, y, subsample_size=128)
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    svi.step(x, y, subsample_size=128)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
-    def pack(t):
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values()) / 2**20
+def peak_memory_mb(steps: int, every: int | None, device) -> float:
+    if device.type == "cuda":
+        return _memory_step(steps, every, device)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", str(steps),
+           str(every or 0)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------ exact posterior
@@ -142,141 +176,90 @@ def exact_posterior_table(n: int = 2000) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------- digits
-class ODENet(nn.Module):
-    """Deterministic ODE-net: encoder, the same f_h with constant weights, readout."""
-
-    def __init__(self, width=32, steps=10):
-        super().__init__()
-        self.encoder = nn.Linear(64, width)
-        self.block = SDEBNNBlock(width, steps=steps)
-        self.readout = nn.Linear(width, 10)
-
-    def forward(self, x):
-        path = self.block.w0.expand(self.block.grid.numel(), -1)
-        return self.readout(self.block.integrate(self.encoder(x), path))
+#: the digits SDE-BNN (the ODE-net and the MF-BNN use the same architecture)
+DIGITS = {"width": 32, "steps": 10, "sigma": 2.0}
+#: SVI settings of the SDE-BNN and the MF-BNN (the ODE-net: the same steps, batch and schedule)
+DIGITS_FIT = {"num_steps": 4000, "batch_size": 128, "lr": 5e-3, "final_lr_fraction": 0.1,
+              "num_particles": 8, "vectorize_particles": True}
 
 
-class BayesMLP(PyroModule):
-    """Mean-field Bayesian MLP 64-32-32-10 with N(0, 1) weight priors."""
-
-    def __init__(self, width=32):
-        super().__init__()
-        sizes = [64, width, width, 10]
-        self.layers = PyroModule[nn.ModuleList]([
-            PyroModule[nn.Linear](a, b) for a, b in itertools.pairwise(sizes)
-        ])
-        for layer in self.layers:
-            layer.weight = PyroSample(
-                dist.Normal(0.0, 1.0).expand(layer.weight.shape).to_event(2))
-            layer.bias = PyroSample(dist.Normal(0.0, 1.0).expand(layer.bias.shape).to_event(1))
-
-    def forward(self, x, y=None, subsample_size=None):
-        weights = [(layer.weight, layer.bias) for layer in self.layers]  # global latents
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size) as idx:
-            h = x[idx]
-            for i, (w, b) in enumerate(weights):
-                h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)
-                if i < len(weights) - 1:
-                    h = torch.tanh(h)
-            pyro.deterministic("probs", h.softmax(-1))
-            return pyro.sample("y", dist.Categorical(logits=h),
-                               obs=None if y is None else y[idx])
+def digits_model(seed: int = 0) -> SDEBNNClassifier:
+    return SDEBNNClassifier(64, 10, width=DIGITS["width"], steps=DIGITS["steps"],
+                            prior=OUPrior(sigma=DIGITS["sigma"]), seed=seed)
 
 
-def _scores(probs, labels):
-    return {
-        "accuracy": metrics.accuracy(probs, labels),
-        "nll": metrics.nll(probs, labels),
-        "ece": metrics.expected_calibration_error(probs, labels, num_bins=10),
-    }
-
-
-def run_digits(budget: float, device, sde_steps: int = 3000, bnn_steps: int = 10000
-               ) -> dict[str, dict]:
+def run_digits(device, num_steps: int, budget: float | None) -> dict[str, dict]:
     d = data.digits()
-    xtr, ytr, xte, _ = (t.to(device) for t in (d.x_train, d.y_train, d.x_test, d.y_test))
+    x, y, xte = d.x_train.to(device), d.y_train.to(device), d.x_test.to(device)
+    settings = {**DIGITS_FIT, "num_steps": num_steps}
     results = {}
-
-    pyro.clear_param_store()
-    torch.manual_seed(0)
-    m = SDEBNNClassifier(64, 10, width=32, steps=10, prior=OUPrior(sigma=1.0)).to(device)
-    h = fit(m.model, m.guide, xtr, ytr, num_steps=sde_steps, batch_size=128, lr=5e-3,
-            final_lr_fraction=0.1, max_seconds=budget, progress=False, seed=0)
-    probs = m.predict(xte, num_samples=32, seed=0).probs.cpu()
-    results["SDE-BNN (MLP f_h)"] = {**_scores(probs, d.y_test), "steps": h.steps,
-                                    "seconds": h.seconds}
-
-    pyro.clear_param_store()
-    torch.manual_seed(0)
-    img = data.digits(flatten=False)
-    m = SDEBNNClassifier(1, 10, width=8, steps=10, field="conv",
-                         prior=OUPrior(sigma=1.0)).to(device)
-    h = fit(m.model, m.guide, img.x_train.to(device), ytr, num_steps=sde_steps, batch_size=128,
-            lr=5e-3, final_lr_fraction=0.1, max_seconds=budget, progress=False, seed=0)
-    probs = m.predict(img.x_test.to(device), num_samples=32, seed=0).probs.cpu()
-    results["SDE-BNN (conv f_h)"] = {**_scores(probs, d.y_test), "steps": h.steps,
-                                     "seconds": h.seconds}
-
-    torch.manual_seed(0)
-    net = ODENet().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3, weight_decay=1e-4)
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < budget:
-        idx = torch.randint(0, xtr.shape[0], (128,), device=device)
-        loss = nn.functional.cross_entropy(net(xtr[idx]), ytr[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-    with torch.no_grad():
-        probs = net(xte).softmax(-1).cpu()
-    results["ODE-net"] = {**_scores(probs, d.y_test), "steps": steps,
-                          "seconds": time.perf_counter() - start}
-
-    pyro.clear_param_store()
-    bnn = BayesMLP().to(device)
-    guide = AutoNormal(bnn, init_scale=1e-2)
-    h = fit(bnn, guide, xtr, ytr, num_steps=bnn_steps, batch_size=128, lr=1e-2,
-            final_lr_fraction=0.1, max_seconds=budget, progress=False, seed=0)
-    with torch.no_grad():
-        pred = Predictive(bnn, guide=guide, num_samples=32, return_sites=("probs",))
-        probs = pred(xte, subsample_size=xte.shape[0])["probs"].mean(0).cpu()
-    results["MF-BNN (AutoNormal)"] = {**_scores(probs, d.y_test), "steps": h.steps,
-                                      "seconds": h.seconds}
+    for name in ("sdebnn", "ode-net", "mf-bnn"):
+        pyro.clear_param_store()
+        arch = digits_model().to(device)
+        if name == "ode-net":
+            steps, seconds = fit_ode_net(arch, x, y, num_steps, settings["batch_size"],
+                                         settings["lr"], settings["final_lr_fraction"],
+                                         max_seconds=budget)
+            model = arch
+        else:
+            model = arch if name == "sdebnn" else MeanFieldODENet(arch).to(device)
+            hist = fit(model.model, model.guide, x, y, max_seconds=budget, progress=False,
+                       seed=0, **settings)
+            steps, seconds = hist.steps, hist.seconds
+        probs = predict_probs(name, model, xte, samples=32, seed=0)
+        results[name] = {**scores(probs, d.y_test), "steps": steps, "seconds": seconds}
     return results
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid-steps", type=int, nargs="+", default=[5, 10, 20, 40])
-    p.add_argument("--reps", type=int, default=15, help="timed SVI steps per backend")
+    p.add_argument("--grid-steps", type=int, nargs="+", default=[10, 20, 40])
+    p.add_argument("--reps", type=int, default=15, help="timed SVI steps per variant")
+    p.add_argument("--memory-steps", type=int, nargs="+", default=[10, 20, 40])
+    p.add_argument("--digits-steps", type=int, default=DIGITS_FIT["num_steps"])
     p.add_argument("--budget-seconds", type=float, default=600.0,
-                   help="training wall time cap per digits model")
-    p.add_argument("--sde-steps", type=int, default=3000, help="SVI steps of the SDE-BNNs")
-    p.add_argument("--bnn-steps", type=int, default=10000, help="SVI steps of the MF-BNN")
-    p.add_argument("--skip-digits", action="store_true")
+                   help="training wall-time cap per digits model")
+    p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-exact", action="store_true", help="skip the exact-posterior table")
+    p.add_argument("--skip-digits", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--memory-probe", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     device = torch.device(args.device)
-    out = {"device": str(device), "threads": torch.get_num_threads(), "svi": [], "digits": {}}
+    if args.memory_probe:
+        steps, every = args.memory_probe
+        print(_memory_step(steps, every or None, device))
+        return {}
+    out = {"device": str(device), "threads": torch.get_num_threads()}
 
-    print(f"SVI step time, digits SDE-BNN (width 32, batch 128, STL), device {device}")
-    mem_name = "peak MB" if device.type == "cuda" else "saved MB"
-    print(f"{'K':>4} {'torchsde ms':>12} {'loop ms':>9} {'ratio':>6} "
-          f"{mem_name + ' torchsde':>17} {mem_name + ' loop':>13}")
-    for steps in args.grid_steps:
-        t_sde, t_loop = time_steps(steps, args.reps, device)
-        mem = ("-", "-") if args.skip_memory else tuple(
-            f"{peak_memory_mb(steps, b, device):.1f}" for b in ("torchsde", "loop"))
-        row = {"K": steps, "torchsde_ms": 1e3 * t_sde, "loop_ms": 1e3 * t_loop,
-               "ratio": t_sde / t_loop, "peak_mb": mem}
-        out["svi"].append(row)
-        print(f"{steps:>4} {1e3 * t_sde:>12.1f} {1e3 * t_loop:>9.1f} {t_sde / t_loop:>6.2f} "
-              f"{mem[0]:>17} {mem[1]:>13}", flush=True)
+    if not args.skip_speed:
+        print(f"SVI step time, digits SDE-BNN (width 32, batch 128, STL), device {device}; "
+              "ratio to the hand-written eager Euler loop")
+        names = list(VARIANTS)
+        print(f"{'K':>4} " + " ".join(f"{n + ' ms':>14}" for n in names) + "  "
+              + " ".join(f"{n:>11}" for n in names[1:]) + "   compile s")
+        out["speed"] = []
+        for steps in args.grid_steps:
+            r = time_steps(steps, args.reps, device)
+            base = r["loop"]["ms"]
+            out["speed"].append({"K": steps, **r})
+            print(f"{steps:>4} " + " ".join(f"{r[n]['ms']:>14.2f}" for n in names) + "  "
+                  + " ".join(f"{r[n]['ms'] / base:>11.3f}" for n in names[1:])
+                  + f"   {r['compile all']['warmup_s']:>9.0f}", flush=True)
+
+    if not args.skip_memory:
+        what = "CUDA peak MB" if device.type == "cuda" else "peak RSS growth MB"
+        print(f"\npeak memory of one SVI step, conv SDE-BNN on 8x8 digits (16 channels, batch "
+              f"128), {what}")
+        print(f"{'K':>4} {'no checkpoint':>14} {'every 5':>9} {'ratio':>6}")
+        out["memory"] = []
+        for steps in args.memory_steps:
+            full, ck = (peak_memory_mb(steps, e, device) for e in (None, 5))
+            out["memory"].append({"K": steps, "full_mb": full, "checkpoint5_mb": ck})
+            print(f"{steps:>4} {full:>14.1f} {ck:>9.1f} {ck / full:>6.2f}", flush=True)
 
     if not args.skip_exact:
         print("\nexact posterior (OU prior, y ~ N(w(1), 0.2^2)), guide drift = Doob h-transform,"
@@ -290,18 +273,22 @@ def main(argv=None) -> None:
                   f"{r['trace_var']:>20.3f} {r['stl_var'] / r['trace_var']:>8.1e}")
 
     if not args.skip_digits:
-        print(f"\ndigits (1347 train / 450 test), at most {args.budget_seconds:.0f} s per model")
-        print(f"{'model':<22} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} {'seconds':>8}")
-        res = run_digits(args.budget_seconds, device, args.sde_steps, args.bnn_steps)
+        print(f"\ndigits (1347 train / 450 test), MLP field width {DIGITS['width']}, K = "
+              f"{DIGITS['steps']}, OUPrior({DIGITS['sigma']}), {args.digits_steps} steps of 128, "
+              f"{DIGITS_FIT['num_particles']} particles, lr {DIGITS_FIT['lr']} decaying 10x, "
+              f"at most {args.budget_seconds:.0f} s each")
+        print(f"{'model':<9} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} {'seconds':>8}")
+        res = run_digits(device, args.digits_steps, args.budget_seconds)
         out["digits"] = res
         for name, r in res.items():
-            print(f"{name:<22} {r['accuracy']:>6.3f} {r['nll']:>7.3f} {r['ece']:>7.3f} "
+            print(f"{name:<9} {r['accuracy']:>6.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} "
                   f"{r['steps']:>7} {r['seconds']:>8.0f}")
     print(f"\nmax RSS of this process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
+    return out
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_vectorised_particles_and_augmentation_train():
     hist = fit(m.model, m.guide, x, y, num_steps=20, num_particles=3, vectorize_particles=True,
                progress=False, seed=0)
     assert hist.loss[-1] < hist.loss[0]
-    assert m.blocks[0].dim == 4 and m.encoder is None
+    assert m.blocks[0].state_shape == (4,) and m.encoder is None
 
 
 def test_float64_model_runs_in_float64():

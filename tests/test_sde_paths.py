@@ -14,7 +14,7 @@ from torch import nn
 
 from bayesdepth.elbo import STLTrace_ELBO
 from bayesdepth.sde.exact import OUObservation
-from bayesdepth.sde.paths import EulerPath, _brownian, _StepTimeLogqpSDE, kl_only, sdeint_euler
+from bayesdepth.sde.paths import EulerPath, IncrementBrownian, kl_only, sdeint_euler
 from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
 
 F64 = torch.float64
@@ -47,16 +47,26 @@ def test_torchsde_path_is_exactly_the_euler_chain(grid):
     _, post = _posterior(d, sigma)
     counting = _Counting(post)
     w0 = torch.randn(batch, d, dtype=F64)
-    ys = sdeint_euler(counting, sigma, grid, w0, entropy=123)
     num = grid.numel() - 1
+    eps = torch.randn(num, batch, d, dtype=F64)
+    ys = sdeint_euler(counting, sigma, grid, w0, eps)
+    assert ys.shape == (num + 1, batch, d) and torch.equal(ys[0], w0)
     # Exactly one drift evaluation per grid step (the shape check's call is reused):
     # no extra internal steps.
     assert counting.calls == num
-    bm = _brownian(num, batch, d, w0, 123)
     for k in range(num):
         dt = grid[k + 1] - grid[k]
-        step = ys[k] + post(grid[k], ys[k]) * dt + sigma * dt.sqrt() * bm(float(k), float(k + 1))
+        step = ys[k] + post(grid[k], ys[k]) * dt + sigma * dt.sqrt() * eps[k]
         torch.testing.assert_close(ys[k + 1], step, rtol=0, atol=1e-12)
+
+
+def test_increment_brownian_answers_unit_steps_only():
+    eps = torch.randn(3, 2, 4, dtype=F64)
+    bm = IncrementBrownian(eps)
+    assert torch.equal(bm(torch.tensor(1.0), torch.tensor(2.0)), eps[1])
+    assert bm.shape == (2, 4) and bm.dtype == F64
+    with pytest.raises(ValueError, match="unit steps"):
+        bm(0.0, 0.5)
 
 
 def test_log_prob_is_the_sum_of_gaussian_transitions():
@@ -95,13 +105,13 @@ def test_log_ratio_equals_the_discrete_girsanov_sum():
     grid = torch.tensor([0.0, 0.2, 0.3, 0.65, 0.8, 1.0], dtype=F64)
     num = grid.numel() - 1
     w0 = torch.randn(batch, d, dtype=F64)
-    ys = sdeint_euler(post, sigma, grid, w0, entropy=7)
-    bm = _brownian(num, batch, d, w0, 7)
+    eps = torch.randn(num, batch, d, dtype=F64)
+    ys = sdeint_euler(post, sigma, grid, w0, eps)
     girsanov = torch.zeros(batch, dtype=F64)
     for k in range(num):
         dt = grid[k + 1] - grid[k]
         u = (post(grid[k], ys[k]) - prior(grid[k], ys[k])) / sigma
-        db = dt.sqrt() * bm(float(k), float(k + 1))
+        db = dt.sqrt() * eps[k]
         girsanov += (0.5 * u.pow(2) * dt + u * db).sum(-1)
     value = ys[1:].transpose(0, 1)
     q, p = EulerPath(post, sigma, grid, w0), EulerPath(prior, sigma, grid, w0)
@@ -109,13 +119,35 @@ def test_log_ratio_equals_the_discrete_girsanov_sum():
                                rtol=1e-10, atol=1e-10)
 
 
+class _LogqpSDE(nn.Module):
+    """Chain (1) in step time with the prior drift ``h`` that torchsde's ``logqp=True`` needs."""
+
+    noise_type, sde_type = "diagonal", "ito"
+
+    def __init__(self, post, prior, sigma, grid):
+        super().__init__()
+        self.post, self.prior, self.grid, self.dt = post, prior, grid, grid.diff()
+        self.scale = sigma * self.dt.sqrt()
+
+    def f(self, s, w):
+        k = int(s)
+        return self.post(self.grid[k], w) * self.dt[k]
+
+    def g(self, s, w):
+        return self.scale[int(s)].expand_as(w)
+
+    def h(self, s, w):
+        k = int(s)
+        return self.prior(self.grid[k], w) * self.dt[k]
+
+
 def test_kl_only_matches_torchsde_logqp_on_the_same_path():
     d, batch, sigma = 4, 3, 0.25
     prior, post = _posterior(d, sigma)
     grid = torch.linspace(0, 1, 21, dtype=F64)
     w0 = torch.randn(batch, d, dtype=F64)
-    sde = _StepTimeLogqpSDE(post, sigma, grid, prior_drift=prior)
-    bm = _brownian(20, batch, d + 1, w0, 11)  # logqp adds one state channel
+    sde = _LogqpSDE(post, prior, sigma, grid)
+    bm = IncrementBrownian(torch.randn(20, batch, d + 1, dtype=F64))  # logqp adds a channel
     ts = torch.arange(21, dtype=F64)
     ys, logqp = torchsde.sdeint(sde, w0, ts, bm=bm, method="euler", dt=1.0, logqp=True)
     q, p = EulerPath(post, sigma, grid, w0), EulerPath(prior, sigma, grid, w0)
@@ -241,3 +273,21 @@ def test_exact_posterior_elbo_and_stl_variance():
     assert min(trace_var) > 1.0  # the score term's variance does not vanish
     assert stl_var[-1] / trace_var[-1] < 1e-2
     assert stl_var[-1] < stl_var[0] / 20  # roughly dt^2: 4x per halving
+
+
+@pytest.mark.slow
+def test_compiled_simulator_gives_the_same_chain_and_gradients():
+    from bayesdepth.sde import CompiledEuler
+
+    d, batch, sigma = 5, 2, 0.3
+    _, post = _posterior(d, sigma)
+    grid = torch.tensor([0.0, 0.1, 0.35, 0.5, 1.0], dtype=F64)
+    w0 = torch.randn(batch, d, dtype=F64, requires_grad=True)
+    eps = torch.randn(4, batch, d, dtype=F64)
+    runs = []
+    for simulate in (sdeint_euler, CompiledEuler()):
+        ys = simulate(post, sigma, grid, w0, eps)
+        runs.append((ys, torch.autograd.grad(ys.square().sum(), [w0, post.correction.up.weight])))
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)

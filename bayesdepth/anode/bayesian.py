@@ -11,6 +11,11 @@ solve explicitly (``torch.func.functional_call``), so gradients reach them throu
 backpropagation or through the adjoint alike (docs/theory.md §10). Train with
 :class:`~bayesdepth.STLTrace_ELBO` and the model's mean-field guide, or sample the weights by
 SG-MCMC.
+
+Weights with leading sample dimensions (``Predictive(parallel=True)``, vectorised ELBO particles)
+are solved as one ODE whose state stacks a copy of the rows per draw, the field evaluated per draw
+with ``torch.vmap``; an adaptive solver then chooses one step-size sequence for the stacked state
+(its error norm covers every draw), a fixed-step solver gives each draw exactly its own solve.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from collections.abc import Iterator
 import pyro
 import pyro.distributions as dist
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from .._validation import check_positive
 from ..likelihoods import Categorical, Likelihood
@@ -58,6 +65,33 @@ def _frozen_copy(net: AugmentedNeuralODE) -> AugmentedNeuralODE:
     return arch
 
 
+def _lead(value: torch.Tensor, shape: torch.Size) -> torch.Size:
+    """Leading sample dims of a weight draw, trailing singleton (plate) dims dropped."""
+    lead = list(value.shape[: value.dim() - len(shape)])
+    while lead and lead[-1] == 1:
+        lead.pop()
+    return torch.Size(lead)
+
+
+class _DrawwiseField(nn.Module):
+    """``f(t, H)`` for a stacked state ``H = (draws, n, ...)``, each draw with its own weights.
+
+    The weights are buffers ``w0, w1, ...`` (names of the field's parameters in ``names``), so
+    the solver passes the sampled values in explicitly (``params=``, also to the adjoint).
+    """
+
+    def __init__(self, field: nn.Module, names: list[str], shapes: list[torch.Size]):
+        super().__init__()
+        self.field = field
+        self.names = names
+        for i, shape in enumerate(shapes):
+            self.register_buffer(f"w{i}", torch.zeros(shape), persistent=False)
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        weights = {n: getattr(self, f"w{i}") for i, n in enumerate(self.names)}
+        return torch.vmap(lambda w, x: functional_call(self.field, w, (t, x)))(weights, h)
+
+
 class BayesianAugmentedNODE(BayesianModel):
     """A Pyro model over the weights of an :class:`AugmentedNeuralODE`.
 
@@ -81,7 +115,7 @@ class BayesianAugmentedNODE(BayesianModel):
         >>> bnn.predict(x_test, num_samples=32).probs      # (n, classes)
     """
 
-    vectorized = False
+    vectorized = True
     default_num_samples = 32
 
     def __init__(
@@ -135,10 +169,41 @@ class BayesianAugmentedNODE(BayesianModel):
         }
 
     def function(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        lead = torch.Size()
+        for name, value in weights.items():
+            lead = torch.broadcast_shapes(lead, _lead(value, self._shapes[name]))
+        if lead:
+            return self._drawwise(x, weights, lead)
         field_w = {k[len("field."):]: v for k, v in weights.items() if k.startswith("field.")}
         head_w = {k[len("readout."):]: v for k, v in weights.items() if k.startswith("readout.")}
         arch = self.arch
         return arch.head(arch.flow(x, cost=self._cost, params=field_w), head_w or None)
+
+    def _drawwise(self, x: torch.Tensor, weights: dict[str, torch.Tensor],
+                  lead: torch.Size) -> torch.Tensor:
+        """``function`` for weights with leading sample dims ``lead``: ``(*lead, n, out)``."""
+        draws = 1
+        for size in lead:
+            draws *= size
+        flat = {}
+        for name, value in weights.items():
+            shape = self._shapes[name]
+            value = value.reshape(*_lead(value, shape), *shape).expand(*lead, *shape)
+            flat[name] = value.reshape(draws, *shape)
+        arch = self.arch
+        names = [n[len("field."):] for n in flat if n.startswith("field.")]
+        field = _DrawwiseField(arch.field, names, [flat["field." + n].shape[1:] for n in names])
+        h0 = arch.augment(x)
+        h0 = h0.expand(draws, *h0.shape)
+        h = arch.solver.integrate(field, h0, cost=self._cost, params={
+            f"w{i}": flat["field." + n] for i, n in enumerate(names)})
+        h = h.flatten(2)
+        if arch.readout is None:
+            out = h[..., : self.out_features]
+        else:
+            w, b = flat["readout.weight"], flat["readout.bias"]
+            out = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        return out.reshape(*lead, x.shape[0], self.out_features)
 
     def guide_body(self, x, y, subsample_size) -> None:
         self.autoguide(x, y, subsample_size=subsample_size)

@@ -16,7 +16,7 @@ import torch
 
 from bayesdepth import data
 
-from .recipes import EMBEDDED_DATA, TASKS
+from .recipes import EMBEDDED_DATA, TASKS, VISION_DATA
 from .tabular import read_csv, read_features
 
 __all__ = ["Preprocessing", "Problem", "load_problem", "read_inputs"]
@@ -147,11 +147,15 @@ def load_problem(
     if name == "digits":
         d = data.digits(seed=seed, dtype=dtype)
         return Problem(name, d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes)
+    if name in VISION_DATA:
+        d = getattr(data, name)(seed=seed, dtype=dtype)
+        return Problem(name, d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test,
+                       d.num_classes)
     path = Path(name)
     if path.suffix.lower() != ".csv" and not path.is_file():
         raise ValueError(
-            f"data must be one of {', '.join(EMBEDDED_DATA)} or a path to a CSV file, "
-            f"got {name!r}"
+            f"data must be one of {', '.join(EMBEDDED_DATA + VISION_DATA)} or a path to a CSV "
+            f"file, got {name!r}"
         )
     if target is None:
         raise ValueError(f"target: a CSV file ({name}) needs --target naming the label column")

@@ -15,6 +15,7 @@ __all__ = [
     "SAMPLERS",
     "SAMPLE_MODELS",
     "TASKS",
+    "VISION_DATA",
     "check_sampler",
     "fit_model",
     "make_sampler",
@@ -23,6 +24,9 @@ __all__ = [
 
 #: data sets that ship with the package (``bayesdepth.data``)
 EMBEDDED_DATA = ("toy1d", "annuli", "moons", "digits")
+#: image data sets loaded through torchvision (``bayesdepth.data``; the ``vision`` extra),
+#: given to the command line's models as flattened pixel vectors
+VISION_DATA = ("mnist", "cifar10")
 #: models ``bayesdepth fit`` trains by SVI
 FIT_MODELS = ("sdebnn", "anode", "bnn")
 #: models ``bayesdepth sample`` runs chains on

@@ -1,64 +1,93 @@
-"""``SDEBNNBlock``: a hidden state driven by a network whose weights follow an SDE in depth.
+"""``SDEBNNBlock``: a hidden state driven by any network whose weights follow an SDE in depth.
 
 Xu, Chen, Li, Duvenaud, "Infinitely Deep Bayesian Neural Networks with Stochastic Differential
-Equations" (AISTATS 2022), equation (4):
+Equations" (AISTATS 2022), equation (4) (docs/theory.md §8):
 
-    dh/dt = f_h(h, t; w(t)),   dw = f_w(t, w) dt + sigma dB,   t in [0, 1],
+    dh/dt = f_h(t, h; w(t)),   dw = f_w(t, w) dt + sigma dB,   t in [0, 1],
 
-where ``w(t)`` is the whole flattened parameter vector of the small MLP ``f_h``
-(``d -> hidden -> d``, ``tanh``). The weight path is *one Pyro sample site* (named
+where ``f_h`` is an ordinary ``nn.Module`` (a *field*: any of :mod:`bayesdepth.sde.fields` or
+your own) and ``w(t)`` is the flattened vector of all its parameters, or of a named subset
+(:class:`~bayesdepth.sde.weights.FieldWeights`; the field is evaluated at the path's values with
+``torch.func.functional_call``). The other parameters stay point estimates, or take ``PyroSample``
+priors if the field is a ``PyroModule``. The weight path is *one Pyro sample site* (named
 ``"<block name>.w"``), global: it sits outside the data plate and one path is shared by a whole
 minibatch. The prior at that site is the OU chain, the guide puts the posterior chain
-(:class:`~bayesdepth.sde.paths.EulerPath`) there, so ``log q - log p`` is the discrete Girsanov sum
-and any Pyro ELBO trains it. Given the sampled path, ``h`` is integrated on the *same grid* by a
-plain loop (Euler; or Heun/midpoint on the path values), not by torchsde.
+(:class:`~bayesdepth.sde.paths.EulerPath`, simulated by torchsde) there, so ``log q - log p`` is
+the discrete Girsanov sum and any Pyro ELBO trains it. Given the sampled path, ``h`` is integrated
+on the *same grid* by :class:`~bayesdepth.sde.solver.StateSolver` (Euler, Heun or midpoint on
+the path values; optional gradient checkpointing and ``torch.compile``), not by torchsde.
 
-Start of the weight path: by default ``w(0)`` is a learned point estimate (as in the paper); with
-``w0="normal"`` it is a latent with prior ``N(mu, w0_prior_scale^2 I)`` and a mean-field Normal
-guide ``N(m, diag(s^2))``, sampled at the site ``"<block name>.w0"``. The prior mean ``mu`` is 0
-(``w0_prior_mean="zero"``) or a hyperparameter fit by maximising the ELBO (``"learned"``,
-empirical Bayes): the ELBO's optimum over ``mu`` is ``mu = m``, so the prior and the guide share
-the one parameter ``w0_loc`` and the KL of ``w(0)``,
-``sum_j [log(w0_prior_scale / s_j) + s_j^2 / (2 w0_prior_scale^2) - 1/2]``, prices only the
-variances. With a zero prior mean, mean-field VI prunes most weights to the prior (their means go
-to 0) and the network underfits; the learned mean keeps the capacity of the point estimate and
-adds the uncertainty (docs/sdebnn.md).
+Start of the weight path: by default ``w(0)`` is a learned point estimate (as in the paper),
+initialised at the field's own initial parameters; with ``w0="normal"`` it is a latent with prior
+``N(mu, w0_prior_scale^2 I)`` and a mean-field Normal guide ``N(m, diag(s^2))``, sampled at the
+site ``"<block name>.w0"``. The prior mean ``mu`` is 0 (``w0_prior_mean="zero"``) or a
+hyperparameter fit by maximising the ELBO (``"learned"``, empirical Bayes): the ELBO's optimum
+over ``mu`` is ``mu = m``, so the prior and the guide share the one parameter ``w0_loc`` and the KL
+of ``w(0)``, ``sum_j [log(w0_prior_scale / s_j) + s_j^2 / (2 w0_prior_scale^2) - 1/2]``, prices
+only the variances (docs/sdebnn.md).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
+from pyro import poutine
+from pyro.nn import PyroModule, pyro_method
 from torch import nn
 from torch.nn import functional as F
 
 from .._validation import check_choice, check_positive, check_positive_int
+from ..serialization import Recorded
 from .paths import EulerPath, Simulator, check_grid
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
+from .solver import StateSolver
+from .weights import FieldWeights, strip_trailing_ones
 
 __all__ = ["SDEBNNBlock"]
 
-SOLVERS = ("euler", "heun", "midpoint")
+#: plates that vectorise whole model runs (particles, predictive draws), not data
+_VECTORIZING_PLATES = ("num_particles_vectorized", "_num_predictive_samples")
 
 
-def _strip_trailing_ones(shape: torch.Size) -> torch.Size:
-    shape = list(shape)
-    while shape and shape[-1] == 1:
-        shape.pop()
-    return torch.Size(shape)
+def _as_shape(in_shape: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(in_shape, int) and not isinstance(in_shape, bool):
+        return (check_positive_int("in_shape", in_shape),)
+    try:
+        shape = tuple(in_shape)
+    except TypeError:
+        raise TypeError(
+            f"in_shape must be an int (features) or a tuple such as (C, L) or (C, H, W), "
+            f"got {in_shape!r}"
+        ) from None
+    if not shape:
+        raise ValueError("in_shape must have at least one entry (the features or channels)")
+    return tuple(check_positive_int("in_shape", s) for s in shape)
 
 
-def _conv_field(h, w1, b1, w2, b2):
-    z = torch.tanh(F.conv2d(h, w1, b1, padding=1))
-    return F.conv2d(z, w2, b2, padding=1)
+def _check_no_data_plate(what: str) -> None:
+    frames = [f.name for f in poutine.runtime.get_plates() if f.name not in _VECTORIZING_PLATES]
+    if frames:
+        raise RuntimeError(
+            f"{what} was called inside the plate(s) {frames}: a weight path is a global latent "
+            "(one path per model run, shared by the minibatch), so it must be sampled outside "
+            "the data plate. Call path = block.model_part() (and block.guide_part() in the "
+            "guide) before the plate and block.integrate(h, path) inside it"
+        )
 
 
-class SDEBNNBlock(PyroModule):
-    """One SDE-BNN block: ``h(1)`` from ``h(0)`` through ``dh/dt = f_h(h; w(t))``.
+def _check_same_shape(what: str, out, like: torch.Tensor, where: str = "") -> None:
+    if not isinstance(out, torch.Tensor) or out.shape != like.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{what}, got {got}{where}")
+
+
+class SDEBNNBlock(Recorded, PyroModule):
+    """One SDE-BNN block: ``h(t_K)`` from ``h(t_0)`` through ``dh/dt = f_h(t, h; w(t))``.
 
     Use it inside your own Pyro model and guide::
 
@@ -68,41 +97,54 @@ class SDEBNNBlock(PyroModule):
         ...
         block.guide_part()               # in the guide
 
-    ``block(h)`` does ``integrate(h, model_part())`` in one call (when no plate is open).
+    ``block(h)`` does ``integrate(h, model_part())`` in one call; it raises when a data plate
+    is open (the path would be drawn once per data point).
 
     Args:
-        in_features: size of the incoming state ``h`` (channels for ``field="conv"``).
-        hidden: width of ``f_h`` (hidden units or channels; default: the state size).
+        field: an ``nn.Module`` computing ``dh/dt`` from ``(t, h)`` or ``h``, mapping states
+            ``(n, *state)`` to the same shape (:mod:`bayesdepth.sde.fields`, or your own:
+            decorate its class with :func:`bayesdepth.saveable` to save the model).
+        in_shape: shape of one incoming state: an int ``d`` for vectors ``(n, d)``, ``(C, L)``
+            for sequences, ``(C, H, W)`` for images. The field sees ``state = in_shape`` with
+            ``augment`` more features/channels.
+        path_parameters: names (as in ``field.named_parameters()``) of the parameters forming
+            w(t); default all. The others stay point estimates (or ``PyroSample`` priors).
+        augment: zeros appended to ``h``'s first (feature/channel) dim on entry (ANODE-style
+            augmentation, Dupont et al. 2019).
         steps: number K of grid steps on ``[0, t1]`` (uniform grid), or pass ``grid``.
         prior: the prior process (:class:`OUPrior`; default ``OUPrior(sigma=0.1)``).
         posterior: the correction ``g_phi(t, w)`` added to the prior drift (any ``nn.Module``
             drift); default :class:`BottleneckDrift` with ``rank``/``drift_hidden``.
-        augment: zeros appended to ``h`` on entry (ANODE-style augmentation, Dupont et al. 2019).
-        solver: ``"euler"`` (default), ``"heun"`` or ``"midpoint"`` for ``h`` on the path values.
+        solver: a :class:`~bayesdepth.sde.StateSolver` (method, gradient checkpointing,
+            compilation) or a method name ``"euler"`` (default), ``"heun"``, ``"midpoint"``.
         w0: ``"point"`` (learned point estimate, default) or ``"normal"`` (a latent).
         w0_prior_scale: prior standard deviation of ``w(0)`` (``w0="normal"``).
         w0_prior_mean: ``"zero"`` or ``"learned"`` (empirical Bayes; ``w0="normal"``).
-        field: ``"mlp"`` (``h`` of shape ``(..., n, d)``) or ``"conv"``: two 3x3 convolutions
-            ``C -> hidden -> C`` with ``tanh`` on images ``h`` of shape ``(..., n, C, H, W)``
-            (e.g. 8x8 digits), padding keeps the size.
         grid: explicit strictly increasing times (overrides ``steps``/``t1``).
         name: site-name prefix when the block is not a child of another ``PyroModule``.
-        simulator: how weight paths are drawn, ``simulator(drift, sigma, grid, w0, entropy) ->
+        simulator: how weight paths are drawn, ``simulator(drift, sigma, grid, w0, eps) ->
             (K+1, batch, d)``; default :func:`~bayesdepth.sde.paths.sdeint_euler` (torchsde).
-            A replacement must produce exactly the Euler–Maruyama chain (docs/theory.md §8),
-            e.g. a hand-written loop for benchmarking.
+            A replacement must produce exactly the Euler–Maruyama chain from the increments
+            ``eps`` (docs/theory.md §8), e.g. a hand-written loop for benchmarking.
+
+    Raises:
+        ValueError / TypeError: bad arguments, naming the argument, the value and what is
+            allowed; a field whose output shape differs from its input's (checked here on zeros
+            of the state shape).
     """
 
     def __init__(
         self,
-        in_features: int,
-        hidden: int | None = None,
+        field: nn.Module,
+        in_shape: int | Sequence[int],
+        *,
+        path_parameters: Sequence[str] | None = None,
+        augment: int = 0,
         steps: int = 20,
         t1: float = 1.0,
         prior: OUPrior | None = None,
         posterior: nn.Module | None = None,
-        augment: int = 0,
-        solver: str = "euler",
+        solver: StateSolver | str = "euler",
         w0: str = "point",
         w0_prior_scale: float = 1.0,
         w0_prior_mean: str = "zero",
@@ -110,24 +152,20 @@ class SDEBNNBlock(PyroModule):
         drift_hidden: int = 32,
         grid: torch.Tensor | None = None,
         name: str = "block",
-        field: str = "mlp",
         simulator: Simulator | None = None,
     ) -> None:
         super().__init__(name)
-        self.in_features = check_positive_int("in_features", in_features)
+        self.in_shape = _as_shape(in_shape)
         self.augment = check_positive_int("augment", augment, minimum=0)
-        self.dim = self.in_features + self.augment
-        self.hidden = self.dim if hidden is None else check_positive_int("hidden", hidden)
+        self.state_shape = (self.in_shape[0] + self.augment, *self.in_shape[1:])
         if grid is None:
             steps = check_positive_int("steps", steps)
             t1 = check_positive("t1", t1)
             grid = torch.linspace(0.0, t1, steps + 1)
         check_grid(grid)
         self.register_buffer("grid", grid.detach().clone())
-        self._dts = grid.diff().tolist()
-        self.solver = check_choice("solver", solver, SOLVERS)
+        self.solver = StateSolver.of(solver)
         self.w0_mode = check_choice("w0", w0, ("point", "normal"))
-        self.field = check_choice("field", field, ("mlp", "conv"))
         self.w0_prior_scale = check_positive("w0_prior_scale", w0_prior_scale)
         self.w0_prior_mean = check_choice("w0_prior_mean", w0_prior_mean, ("zero", "learned"))
         self.block_name = name
@@ -136,14 +174,12 @@ class SDEBNNBlock(PyroModule):
             raise TypeError(f"prior must be an OUPrior-like nn.Module with .sigma, got {prior!r}")
         self.prior = prior
 
-        # f_h's parameter layout: W1 (hidden, dim[, 3, 3]), b1 (hidden), W2 (dim, hidden[, 3, 3]),
-        # b2 (dim).
-        d, m = self.dim, self.hidden
-        k = 9 if self.field == "conv" else 1
-        self._sizes = (m * d * k, m, d * m * k, d)
-        self.num_weights = sum(self._sizes)
-        parts = (*self._layer_init(m, d), *self._layer_init(d, m))
-        init = torch.cat([t.flatten() for t in parts])
+        self.weights = FieldWeights(field, path_parameters)
+        self._check_field(field)
+        init = self.weights.initial(field)
+        self.weights.take_off(field)
+        self.field = field
+        self.num_weights = self.weights.num_weights
         if self.w0_mode == "point":
             self.w0 = nn.Parameter(init)
         else:
@@ -160,13 +196,26 @@ class SDEBNNBlock(PyroModule):
         if simulator is not None and not callable(simulator):
             raise TypeError(f"simulator must be callable, got {type(simulator).__name__}")
         self.simulator = simulator
+        self._compiled: dict = {}
 
-    def _layer_init(self, fan_out: int, fan_in: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.field == "conv":
-            layer = nn.Conv2d(fan_in, fan_out, 3, padding=1)
-        else:
-            layer = nn.Linear(fan_in, fan_out)
-        return layer.weight.detach(), layer.bias.detach()
+    # ---------------------------------------------------------------- checks
+    def _check_field(self, field: nn.Module) -> None:
+        field = copy.deepcopy(field)  # a Pyro module that ran once can no longer be attached
+        like = next(iter(field.parameters()), torch.zeros(()))
+        h = torch.zeros(2, *self.state_shape, dtype=like.dtype, device=like.device)
+        args = (torch.zeros((), dtype=h.dtype, device=h.device),) if self.weights.takes_time \
+            else ()
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+            try:
+                out = field(*args, h)
+            except Exception as exc:  # a field that cannot take states of this shape at all
+                call = "field(t, h)" if args else "field(h)"
+                raise ValueError(
+                    f"field must map states h of shape (n, {', '.join(map(str, self.state_shape))})"
+                    f" to the same shape; calling {call} on zeros failed: {exc}"
+                ) from exc
+        _check_same_shape(f"field must return dh/dt with the shape of h {tuple(h.shape)}", out,
+                          h, f" from {type(field).__name__}")
 
     def _check_drift(self, drift: nn.Module) -> None:
         w = torch.zeros(2, self.num_weights)
@@ -178,11 +227,7 @@ class SDEBNNBlock(PyroModule):
                     f"posterior drift must accept (t, w) with w of shape "
                     f"(..., {self.num_weights}); calling it failed: {exc}"
                 ) from exc
-        if not isinstance(out, torch.Tensor) or out.shape != w.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"posterior drift must return the shape of w {tuple(w.shape)}, got {got}"
-            )
+        _check_same_shape(f"posterior drift must return the shape of w {tuple(w.shape)}", out, w)
 
     # ---------------------------------------------------------------- sample sites
     def _site(self, suffix: str) -> str:
@@ -205,12 +250,14 @@ class SDEBNNBlock(PyroModule):
 
     def forward(self, h: torch.Tensor | None = None, guide: bool = False):
         if guide:
+            _check_no_data_plate("SDEBNNBlock.guide_part()")
             return self._guide_part()
+        _check_no_data_plate("SDEBNNBlock.model_part()" if h is None else "SDEBNNBlock(h)")
         path = self._model_part()
         return path if h is None else self.integrate(h, path)
 
     def model_part(self) -> torch.Tensor:
-        """Sample the weight path at site ``"<name>.w"`` under the prior.
+        """Sample the weight path at site ``"<name>.w"`` under the prior (outside any data plate).
 
         Returns the full path ``(..., K+1, d_w)`` (start included).
         """
@@ -227,8 +274,16 @@ class SDEBNNBlock(PyroModule):
             loc = self.w0_loc if self.w0_prior_mean == "learned" else torch.zeros_like(self.w0_loc)
             base = dist.Normal(loc, torch.full_like(loc, self.w0_prior_scale)).to_event(1)
             w0 = pyro.sample(self._site("w0"), base)
+        sampled = self.weights.sample(self.field, self._site("field"))
         path = self.prior_path(w0)
-        return path.with_start(pyro.sample(self._site("w"), path))
+        full = path.with_start(pyro.sample(self._site("w"), path))
+        if sampled is None:
+            return full
+        # The field's PyroSample latents, constant in depth, as extra columns of the path.
+        lead = torch.broadcast_shapes(full.shape[:-2], sampled.shape[:-1])
+        steps = full.shape[-2]
+        sampled = sampled.unsqueeze(-2).expand(*lead, steps, sampled.shape[-1])
+        return torch.cat([full.expand(*lead, *full.shape[-2:]), sampled], dim=-1)
 
     def _guide_part(self) -> torch.Tensor:
         if self.w0_mode == "point":
@@ -239,61 +294,64 @@ class SDEBNNBlock(PyroModule):
         path = self.posterior_path(w0)
         return path.with_start(pyro.sample(self._site("w"), path))
 
+    def point_path(self) -> torch.Tensor:
+        """The constant path ``w(t) = w(0)`` (``(K+1, d_w)``): the same architecture as a
+        deterministic ODE-net (``w0="point"``) or a mean-field Bayesian one (at a ``w(0)``
+        draw)."""
+        w0 = self.w0 if self.w0_mode == "point" else self.w0_loc
+        return w0.expand(self.grid.numel(), -1)
+
     # ---------------------------------------------------------------- hidden state
-    def _unflatten(self, path: torch.Tensor):
-        lead = path.shape[:-1]
-        w1, b1, w2, b2 = path.split(self._sizes, dim=-1)
-        d, m = self.dim, self.hidden
-        if self.field == "conv":
-            return (w1.reshape(*lead, m, d, 3, 3), b1, w2.reshape(*lead, d, m, 3, 3), b2)
-        return (
-            w1.reshape(*lead, m, d).transpose(-1, -2),
-            b1.unsqueeze(-2),
-            w2.reshape(*lead, d, m).transpose(-1, -2),
-            b2.unsqueeze(-2),
-        )
+    def _evaluate(self, t: torch.Tensor, h: torch.Tensor, weights: dict) -> torch.Tensor:
+        first = next(iter(weights.values()))
+        lead = first.shape[: first.dim() - len(self.weights.shapes[0])]
+        field = self._modules["field"]  # plain access: no Pyro statements per step
+        rows = len(self.state_shape) + 1
+        out = self.weights.evaluate(field, t, h, weights, lead, rows - 1)
+        if out.shape[out.dim() - rows:] != h.shape[h.dim() - rows:]:
+            raise ValueError(
+                f"field must return dh/dt with the shape of h {tuple(h.shape)}, got "
+                f"{tuple(out.shape)} from {type(field).__name__}"
+            )
+        return out
 
-    def _field(self, h, w1, b1, w2, b2):
-        if self.field == "mlp":
-            return torch.tanh(h @ w1 + b1) @ w2 + b2
-        if w1.dim() == 4:
-            return _conv_field(h, w1, b1, w2, b2)
-        # Weights with leading sample dims (h was given the same ones): vmap the convolution.
-        fn = _conv_field
-        for _ in range(w1.dim() - 4):
-            fn = torch.vmap(fn)
-        return fn(h, w1, b1, w2, b2)
+    def check_state(self, h: torch.Tensor) -> None:
+        """Raise unless ``h`` has shape ``(..., n, *in_shape)`` and a floating dtype."""
+        k = len(self.in_shape)
+        if not isinstance(h, torch.Tensor) or h.dim() < k + 1 or \
+                tuple(h.shape[h.dim() - k:]) != self.in_shape:
+            got = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise ValueError(
+                f"h must have shape (..., n, {', '.join(map(str, self.in_shape))}), got {got}"
+            )
+        if not h.is_floating_point():
+            raise TypeError(f"h must have a floating-point dtype, got {h.dtype}")
 
+    @pyro_method
     def integrate(self, h: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
         """Integrate ``h`` over the grid given a full weight path ``(..., K+1, d_w)``.
 
-        ``h`` has shape ``(..., n, in_features)`` (``(..., n, C, H, W)`` for ``field="conv"``);
-        leading dims of the path (sample or particle dims, trailing singleton plate dims dropped)
-        broadcast against ``h``'s. Returns ``h(t_K)`` with ``in_features + augment`` features.
+        ``h`` has shape ``(..., n, *in_shape)``; leading dims of the path (sample or particle
+        dims, trailing singleton plate dims dropped) broadcast against ``h``'s, each set of
+        weights applied to its own copy of the rows (``torch.vmap``). Returns ``h(t_K)`` of
+        shape ``(..., n, *state_shape)``. With ``PyroSample`` priors on the field, pass the
+        tensor :meth:`model_part` returned (the path plus the sampled values).
         """
-        feature_dim = -3 if self.field == "conv" else -1
-        if h.dim() < (4 if self.field == "conv" else 2) or h.shape[feature_dim] != self.in_features:
-            what = "(..., n, C, H, W) with C" if self.field == "conv" else "(..., n, d) with d"
+        self.check_state(h)
+        width = self.num_weights + self.weights.num_sampled
+        if path.shape[-2:] != (self.grid.numel(), width):
+            what = "d_w weights" + (
+                f" + {self.weights.num_sampled} PyroSample values" if width > self.num_weights
+                else "")
             raise ValueError(
-                f"h must have shape {what} = {self.in_features}, got {tuple(h.shape)}"
+                f"path must have shape (..., {self.grid.numel()}, {width}) (K+1 grid times, "
+                f"{what}), got {tuple(path.shape)}"
             )
         if self.augment:
-            pad = (0, 0, 0, 0, 0, self.augment) if self.field == "conv" else (0, self.augment)
+            pad = [0, 0] * (len(self.in_shape) - 1) + [0, self.augment]
             h = F.pad(h, pad)
-        lead = _strip_trailing_ones(path.shape[:-2])
+        lead = strip_trailing_ones(path.shape[:-2])
         path = path.reshape(*lead, *path.shape[-2:])
-        if len(lead) and self.field == "conv":
-            # vmap over the sample dims: give h the same leading dims.
-            h = h.expand(*lead, *h.shape[h.dim() - 4:]) if h.dim() == 4 else h
-        w1t, b1, w2t, b2 = (p.movedim(len(lead), 0) for p in self._unflatten(path))
-        for k, dt in enumerate(self._dts):
-            f0 = self._field(h, w1t[k], b1[k], w2t[k], b2[k])
-            if self.solver == "euler":
-                h = h + dt * f0
-            elif self.solver == "heun":
-                f1 = self._field(h + dt * f0, w1t[k + 1], b1[k + 1], w2t[k + 1], b2[k + 1])
-                h = h + 0.5 * dt * (f0 + f1)
-            else:  # midpoint, weights averaged over the step
-                mid = [0.5 * (p[k] + p[k + 1]) for p in (w1t, b1, w2t, b2)]
-                h = h + dt * self._field(h + 0.5 * dt * f0, *mid)
-        return h
+        weights = {n: v.movedim(len(lead), 0) for n, v in self.weights.unflatten(path).items()}
+        _ = self.field  # read through the PyroModule: registers the field's other parameters
+        return self.solver.integrate(self._evaluate, h, self.grid, weights, self._compiled)

@@ -24,13 +24,20 @@ integrates; :func:`kl_only` computes it).
 and linearly interpolates at each requested time; with a real-valued grid, rounding in the running
 sum ``t + dt`` can create an extra tiny step or an interpolated value, and a non-uniform grid
 always would. The path is therefore simulated in *step time* ``s in {0, 1, ..., K}`` (integers,
-exact in floating point) with ``ts = arange(K + 1)``, ``dt = 1`` and the time-changed SDE
+exact in floating point) with ``dt = 1`` and the time-changed SDE
 
     dw = f(t_k, w) dt_k ds + sigma sqrt(dt_k) dW_s,   k = floor(s),
 
-whose unit Euler step is exactly (1) with ``sqrt(dt_k) * (W_{k+1} - W_k) ~ N(0, dt_k)``. The solver
-takes exactly K steps, each ending on a requested time, so the returned values are the chain (1)
-itself (``tests/test_sde_paths.py`` checks this to 1e-12 against the Brownian increments).
+whose unit Euler step is exactly (1) with ``sqrt(dt_k) * (W_{k+1} - W_k) ~ N(0, dt_k)``. The
+Brownian increments ``W_{k+1} - W_k`` are drawn up front, ``eps ~ N(0, I)`` of shape
+``(K, batch, d)``, and handed to torchsde as its Brownian motion (:class:`IncrementBrownian`, a
+``torchsde.BaseBrownian`` over the integer step times), so a simulator is a deterministic
+function of its noise. torchsde is asked for the end point only (``ts = [0, K]``): it takes exactly
+K unit steps, each evaluating the drift once at the current state, and those states *are* the
+chain; the simulator records them as they are passed to the drift, which saves torchsde's
+per-output interpolation and loop. ``tests/test_sde_paths.py`` checks on a uniform and a
+non-uniform grid that each value equals the previous one plus the Euler step with its increment
+(to 1e-12) and that the drift is evaluated exactly once per step, i.e. no extra internal steps.
 """
 
 from __future__ import annotations
@@ -46,10 +53,11 @@ from torch import nn
 
 from .._validation import check_positive, check_tensor
 
-__all__ = ["EulerPath", "check_grid", "kl_only", "sdeint_euler"]
+__all__ = ["EulerPath", "IncrementBrownian", "check_grid", "kl_only", "sdeint_euler"]
 
 _EMPTY = torch.Size()
-Simulator = Callable[[nn.Module, float, torch.Tensor, torch.Tensor, int], torch.Tensor]
+#: ``simulate(drift, sigma, grid, w0 (batch, d), eps (K, batch, d)) -> (K + 1, batch, d)``
+Simulator = Callable[[nn.Module, float, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_grid(grid: torch.Tensor) -> torch.Tensor:
@@ -75,76 +83,81 @@ def _checked_drift(drift: nn.Module, t: torch.Tensor, w: torch.Tensor) -> torch.
     return out
 
 
+class IncrementBrownian(torchsde.BaseBrownian):
+    """A Brownian motion on the integer times ``0..K`` given by its increments.
+
+    ``bm(k, k + 1) = increments[k]`` (shape ``(batch, d)``); torchsde's Euler solver in step
+    time asks for exactly these. Other queries (other intervals, Levy areas) are refused.
+    """
+
+    __slots__ = ("increments",)
+
+    def __init__(self, increments: torch.Tensor) -> None:
+        self.increments = increments
+
+    def __call__(self, ta, tb=None, return_U=False, return_A=False):
+        k = int(ta)
+        if tb is None or return_U or return_A or float(tb) != k + 1 or float(ta) != k:
+            raise ValueError(f"IncrementBrownian answers unit steps (k, k + 1), got {ta}, {tb}")
+        return self.increments[k]
+
+    def __repr__(self) -> str:
+        return f"IncrementBrownian(steps={self.increments.shape[0]})"
+
+    dtype = property(lambda self: self.increments.dtype)
+    device = property(lambda self: self.increments.device)
+    shape = property(lambda self: self.increments.shape[1:])
+    levy_area_approximation = property(lambda self: "none")
+
+
 class _StepTimeSDE(nn.Module):
-    """``dw = f(t_k, w) dt_k ds + sigma sqrt(dt_k) dW_s`` in step time ``s`` (see module doc)."""
+    """``dw = f(t_k, w) dt_k ds + sigma sqrt(dt_k) dW_s`` in step time ``s``, recording the
+    states ``w_0, ..., w_{K-1}`` at which torchsde evaluates it (see the module doc)."""
 
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, drift, sigma, grid, prior_drift=None):
+    def __init__(self, drift, sigma, grid):
         super().__init__()
         self.drift = drift
-        self.prior_drift = prior_drift
-        self.sigma = sigma
         self.grid = grid
         self.dt = grid.diff()
         self.scale = sigma * self.dt.sqrt()
-        self._last = None
-
-    def _index(self, s):
-        return min(round(float(s)), self.dt.numel() - 1)
+        self.states: list[torch.Tensor] = []
+        self._first = None
 
     def f_and_g(self, s, w):
-        k = self._index(s)
+        k = min(int(s), self.dt.numel() - 1)
         # torchsde calls f_and_g(ts[0], y0) once for its shape checks and again, with the same
         # tensor, in the first step: reuse that evaluation (one drift call per step).
-        if self._last is not None and self._last[0] == k and self._last[1] is w:
-            return self._last[2]
-        f = _checked_drift(self.drift, self.grid[k], w) * self.dt[k]
-        out = (f, self.scale[k].expand_as(w))
-        self._last = (k, w, out) if k == 0 else None
+        if self._first is not None and self._first[0] is w:
+            out, self._first = self._first[1], None
+            return out
+        out = (_checked_drift(self.drift, self.grid[k], w) * self.dt[k],
+               self.scale[k].expand_as(w))
+        if k == 0:
+            self._first = (w, out)
+        self.states.append(w)
         return out
 
 
-
-class _StepTimeLogqpSDE(_StepTimeSDE):
-    """The same SDE with ``f``, ``g`` and the prior drift ``h`` that ``logqp=True`` needs.
-
-    Kept separate: torchsde evaluates every one of f, g, f_and_g once for its shape checks.
-    """
-
-    def f(self, s, w):
-        return self.f_and_g(s, w)[0]
-
-    def g(self, s, w):
-        return self.scale[self._index(s)].expand_as(w)
-
-    def h(self, s, w):
-        k = self._index(s)
-        return _checked_drift(self.prior_drift, self.grid[k], w) * self.dt[k]
-
-
-def _brownian(num: int, batch: int, dim: int, like: torch.Tensor, entropy: int):
-    return torchsde.BrownianInterval(
-        t0=0.0, t1=float(num), size=(batch, dim), dtype=like.dtype, device=like.device,
-        entropy=entropy, dt=1.0,
-    )
-
-
 def sdeint_euler(
-    drift: nn.Module, sigma: float, grid: torch.Tensor, w0: torch.Tensor, entropy: int
+    drift: nn.Module, sigma: float, grid: torch.Tensor, w0: torch.Tensor, eps: torch.Tensor
 ) -> torch.Tensor:
     """Simulate chain (1) with ``torchsde.sdeint``; returns ``(K + 1, batch, d)`` incl. ``w0``.
 
     Args:
         drift: ``f(t, w)``; sigma: the diffusion; grid: ``t_0..t_K``; w0: ``(batch, d)``;
-        entropy: seed of the ``BrownianInterval`` (same entropy, same path).
+        eps: the standardised Brownian increments ``(K, batch, d)``: ``w_{k+1} = w_k +
+            f(t_k, w_k) dt_k + sigma sqrt(dt_k) eps_k``.
     """
     num = grid.numel() - 1
     sde = _StepTimeSDE(drift, sigma, grid)
-    ts = torch.arange(num + 1, dtype=w0.dtype, device=w0.device)
-    bm = _brownian(num, w0.shape[0], w0.shape[1], w0, entropy)
-    return torchsde.sdeint(sde, w0, ts, bm=bm, method="euler", dt=1.0, adaptive=False)
+    # The times live on the CPU: torchsde compares them every step (no device synchronisation).
+    ts = torch.tensor([0.0, float(num)], dtype=w0.dtype)
+    end = torchsde.sdeint(sde, w0, ts, bm=IncrementBrownian(eps), method="euler", dt=1.0,
+                          adaptive=False)[-1]
+    return torch.stack([*sde.states, end])
 
 
 class EulerPath(TorchDistribution):
@@ -160,10 +173,12 @@ class EulerPath(TorchDistribution):
         sigma: diffusion coefficient, > 0.
         grid: 1-D tensor of strictly increasing times ``t_0..t_K`` (K >= 1).
         w0: start of the path, shape ``batch_shape + (d,)``.
-        generator: ``torch.Generator`` that seeds each path's Brownian motion (default: torch's
-            global generator, which ``pyro.set_rng_seed`` seeds).
-        simulate: ``simulate(drift, sigma, grid, w0_2d, entropy) -> (K+1, batch, d)``; default
-            :func:`sdeint_euler`. Any replacement must produce chain (1).
+        generator: a CPU ``torch.Generator`` that seeds each path's Brownian increments
+            (default: torch's global generator, which ``pyro.set_rng_seed`` seeds); the
+            increments themselves are drawn on ``w0``'s device.
+        simulate: ``simulate(drift, sigma, grid, w0_2d, eps) -> (K+1, batch, d)`` with ``eps``
+            the standard normal increments ``(K, batch, d)``; default :func:`sdeint_euler`. Any
+            replacement must produce chain (1) from these increments.
     """
 
     arg_constraints: ClassVar[dict] = {}
@@ -207,14 +222,20 @@ class EulerPath(TorchDistribution):
             generator=self.generator, simulate=self.simulate,
         )
 
-    def _entropy(self) -> int:
-        return int(torch.randint(0, 2**62, (), generator=self.generator))
+    def increments(self, batch: int) -> torch.Tensor:
+        """Standard normal increments ``(K, batch, d)`` on ``w0``'s device, seeded from
+        ``generator`` (one draw of a 62-bit seed from it per path batch)."""
+        seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+        device = self.w0.device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        return torch.randn((self.num_steps, batch, self.w0.shape[-1]), generator=gen,
+                           dtype=self.w0.dtype, device=device)
 
     def rsample(self, sample_shape: torch.Size = _EMPTY) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         d = self.w0.shape[-1]
         w0 = self.w0.expand((*shape, d)).reshape(-1, d)
-        ys = self.simulate(self.drift, self.sigma, self.grid, w0, self._entropy())
+        ys = self.simulate(self.drift, self.sigma, self.grid, w0, self.increments(w0.shape[0]))
         return ys[1:].transpose(0, 1).reshape(shape + self.event_shape)
 
     def with_start(self, value: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Embedded data sets: seeded generators that need no download.
+"""Embedded data sets: seeded generators (and scikit-learn's digits) that need no download.
 
 Every function takes ``seed`` and ``dtype`` (float32 by default) and returns tensors on the CPU;
 move them with ``.to(device)``. Bad arguments raise ``ValueError`` naming the argument.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import TensorDataset
 
-from ._validation import check_dtype, check_positive, check_positive_int, check_tensor
+from .._validation import check_dtype, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "ClassificationData",
