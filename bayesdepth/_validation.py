@@ -42,6 +42,26 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def check_shape(name: str, value: Any, ranks: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """An input shape: an int (features) or a non-empty tuple of positive ints (``(C, H, W)``).
+
+    ``ranks`` lists the allowed lengths of the tuple (``None``: any).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        shape = (value,)
+    else:
+        try:
+            shape = tuple(value)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be an int (features) or a tuple such as (C, H, W), got {value!r}"
+            ) from None
+    if not shape or (ranks is not None and len(shape) not in ranks):
+        allowed = "at least one" if ranks is None else " or ".join(map(str, ranks))
+        raise ValueError(f"{name} must have {allowed} entries, got {value!r}")
+    return tuple(check_positive_int(name, s) for s in shape)
+
+
 def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
     """Return ``value`` as a float, or raise if it is not finite and > 0 (>= 0 if allowed).
 

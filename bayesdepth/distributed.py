@@ -12,6 +12,7 @@ blocked in a collective gets a :class:`RankFailure` naming itself and the step i
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -115,9 +116,17 @@ def process_group(device: torch.device | str | None = None, timeout_s: float = 1
         cuda = device is not None and torch.device(device).type == "cuda"
         dist.init_process_group("nccl" if cuda else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(_leave)
     return Group(rank=dist.get_rank(), world_size=dist.get_world_size(),
                  local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
                  backend=str(dist.get_backend()))
+
+
+def _leave() -> None:
+    """Destroy the group this module started, at exit: a gloo group left to the interpreter's
+    teardown can abort the process while its threads still run."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shared_seed(seed: int | None, group: Group) -> int:

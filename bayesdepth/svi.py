@@ -224,6 +224,15 @@ def _distributed_steps(model, guide, args, kwargs, elbo, optimizer, seed):
     return step_fn, group
 
 
+def _diverged(step: int, reason: str) -> FloatingPointError:
+    """The error of a run that went non-finite or out of a support at ``step``: at step 0 the
+    data or the initial values are the likely cause, later the learning rate."""
+    hint = "try a smaller lr" if step else (
+        "check the data for NaN or infinite values and the model's initial values, "
+        "or try a smaller lr")
+    return FloatingPointError(f"training diverged at step {step}: {reason} ({hint})")
+
+
 def _run(step_fn, agree, state, num_steps, anneal_steps, max_seconds, progress,
          callback) -> FitHistory:
     history = FitHistory()
@@ -240,17 +249,10 @@ def _run(step_fn, agree, state, num_steps, anneal_steps, max_seconds, progress,
                 raise  # a mistake in the model or data, not a diverging run
             bar.close()
             reason = str(exc).splitlines()[0].split(", but found")[0]
-            hint = "try a smaller lr" if step else (
-                "check the data for NaN or infinite values and the model's initial values, "
-                "or try a smaller lr")
-            raise FloatingPointError(
-                f"training diverged at step {step}: {reason} ({hint})"
-            ) from exc
+            raise _diverged(step, reason) from exc
         if not math.isfinite(loss):
             bar.close()
-            raise FloatingPointError(
-                f"the ELBO loss is not finite at step {step}: {loss} (try a smaller lr)"
-            )
+            raise _diverged(step, f"the ELBO loss is {loss}")
         history.loss.append(float(loss))
         history.beta.append(state["beta"])
         running = loss if running is None else 0.95 * running + 0.05 * loss

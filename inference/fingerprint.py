@@ -2,10 +2,11 @@
 
 :func:`digest` hashes a value by its content: tensors by dtype, shape and bytes, modules by their
 class and ``state_dict``, generators by their state, functions by their qualified name, defaults
-and closure, containers and plain objects by their items and attributes. Two runs whose
-potential (model, data, options), sampler (class, options, schedules), chain count, warm-up,
-thinning, randomness and start digest alike produce the same draws; :func:`run_fingerprint`
-collects those digests under readable names, so a mismatch can be reported setting by setting.
+and closure, modules and classes by their names, containers and plain objects by their items
+and attributes (caches left out). Two runs whose potential (model, data, options), sampler
+(class, options, schedules), chain count, warm-up, thinning, randomness and start digest alike
+produce the same draws; :func:`run_fingerprint` collects those digests under readable names, so
+a mismatch can be reported setting by setting.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ _DEPTH = 8  # how deep plain objects are followed
 def digest(value: Any) -> str:
     """A short hexadecimal digest of ``value``'s content (see the module docstring)."""
     h = hashlib.sha256()
-    _feed(h, value, _DEPTH, set())
+    _feed(h, value, _DEPTH, {})
     return h.hexdigest()[:24]
 
 
-def _feed(h, value: Any, depth: int, seen: set[int]) -> None:
+def _feed(h, value: Any, depth: int, seen: dict[int, Any]) -> None:
     h.update(type(value).__qualname__.encode())
     if value is None or isinstance(value, bool | int | float | complex | str | bytes):
         h.update(repr(value).encode())
@@ -45,9 +46,15 @@ def _feed(h, value: Any, depth: int, seen: set[int]) -> None:
     if isinstance(value, torch.Generator):
         h.update(value.get_state().numpy().tobytes())
         return
+    if inspect.ismodule(value):  # code, not state (a closure over `pyro`): by name only
+        h.update(value.__name__.encode())
+        return
+    if isinstance(value, type):
+        h.update(f"{value.__module__}.{value.__qualname__}".encode())
+        return
     if id(value) in seen or depth <= 0:
         return
-    seen.add(id(value))
+    seen[id(value)] = value  # held, so that no later temporary reuses its id
     if isinstance(value, torch.nn.Module):
         for name, tensor in value.state_dict().items():
             h.update(name.encode())
@@ -79,8 +86,13 @@ def _feed(h, value: Any, depth: int, seen: set[int]) -> None:
         return
     attributes = getattr(value, "__dict__", None)
     if attributes is not None:
-        _feed(h, {k: v for k, v in attributes.items() if not k.startswith("__")}, depth - 1,
-              seen)
+        kept = {k: v for k, v in attributes.items() if not k.startswith(_NOT_CONTENT)}
+        _feed(h, kept, depth - 1, seen)
+
+
+#: attributes that are not content: dunders, and caches such as the last value a
+#: ``torch.distributions.Transform`` saw (``_cached_x_y``; ``biject_to`` returns shared instances)
+_NOT_CONTENT = ("__", "_cached")
 
 
 def _filled(cell) -> bool:

@@ -134,3 +134,32 @@ def test_digests_follow_content_not_identity():
         return model
 
     assert digest(outer(1.0)) != digest(outer(2.0))  # closures are part of the function
+
+
+def test_a_closure_over_a_module_does_not_digest_the_module_state():
+    import types
+
+    library = types.ModuleType("library")  # as after `import pyro` inside a function
+    library.calls = 0
+
+    def model():
+        return library.calls
+
+    before = digest(model)
+    library.calls = 1  # global state of the library, not part of the model
+    assert digest(model) == before
+
+
+def test_a_digest_is_the_same_on_every_call_and_ignores_caches():
+    from torch.distributions import biject_to, constraints
+
+    # nested plain objects make temporaries whose ids Python reuses within one call
+    transform = biject_to(constraints.positive)
+    digests = {digest(transform) for _ in range(5)}
+    transform(torch.randn(3))
+    digests.add(digest(transform))
+    assert len(digests) == 1
+    cached = torch.distributions.ExpTransform(cache_size=1)
+    before = digest(cached)
+    cached(torch.randn(3))  # fills _cached_x_y
+    assert digest(cached) == before

@@ -92,7 +92,17 @@ def test_non_finite_loss_names_the_step():
         loc = pyro.param("loc", torch.tensor(0.0))
         pyro.sample("y", dist.Normal(loc, 1e-30), obs=y)  # log density overflows to -inf
 
-    with pytest.raises(FloatingPointError, match="step 0"):
+    with pytest.raises(FloatingPointError, match="diverged at step 0: the ELBO loss is -?inf"):
+        fit(model, lambda y: None, torch.tensor(1.0), num_steps=3, progress=False)
+
+
+def test_invalid_values_are_a_numerical_failure_without_distribution_validation():
+    def model(y):
+        loc = pyro.param("loc", torch.tensor(float("nan")))
+        pyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+    with pyro.validation_enabled(False), pytest.raises(
+            FloatingPointError, match=r"diverged at step 0: the ELBO loss is nan.*check the data"):
         fit(model, lambda y: None, torch.tensor(1.0), num_steps=3, progress=False)
 
 

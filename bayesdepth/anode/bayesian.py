@@ -15,7 +15,8 @@ SG-MCMC.
 Weights with leading sample dimensions (``Predictive(parallel=True)``, vectorised ELBO particles)
 are solved as one ODE whose state stacks a copy of the rows per draw, the field evaluated per draw
 with ``torch.vmap``; an adaptive solver then chooses one step-size sequence for the stacked state
-(its error norm covers every draw), a fixed-step solver gives each draw exactly its own solve.
+(its error norm covers every draw), a fixed-step solver gives each draw exactly its own solve
+(docs/theory.md §10.5).
 """
 
 from __future__ import annotations

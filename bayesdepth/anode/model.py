@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_positive_int, check_rows, check_tensor
+from .._validation import check_choice, check_positive_int, check_rows, check_shape, check_tensor
 from ..seeding import seeded
 from ..serialization import Recorded
 from .fields import ConvField, MLPField
@@ -72,7 +72,7 @@ class AugmentedNeuralODE(Recorded, nn.Module):
 
     def _build(self, in_shape, out_features, augment_dim, hidden, num_layers, field, solver,
                readout) -> None:
-        self.in_shape = _as_shape(in_shape)
+        self.in_shape = check_shape("in_shape", in_shape, ranks=(1, 3))
         self.out_features = check_positive_int("out_features", out_features)
         self.augment_dim = check_positive_int("augment_dim", augment_dim, minimum=0)
         check_choice("readout", readout, ("linear", "identity"))
@@ -148,15 +148,3 @@ class AugmentedNeuralODE(Recorded, nn.Module):
         return self.head(self.flow(x, cost=cost))
 
 
-def _as_shape(in_shape) -> tuple[int, ...]:
-    if isinstance(in_shape, int) and not isinstance(in_shape, bool):
-        return (check_positive_int("in_shape", in_shape),)
-    try:
-        shape = tuple(in_shape)
-    except TypeError:
-        raise TypeError(
-            f"in_shape must be an int (features) or a tuple (C, H, W), got {in_shape!r}"
-        ) from None
-    if len(shape) not in (1, 3):
-        raise ValueError(f"in_shape must be (d,) or (C, H, W), got {in_shape!r}")
-    return tuple(check_positive_int("in_shape", s) for s in shape)

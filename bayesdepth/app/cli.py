@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .recipes import EMBEDDED_DATA, FIT_MODELS, SAMPLE_MODELS, SAMPLERS, TASKS
+from .recipes import EMBEDDED_DATA, FIT_MODELS, SAMPLE_MODELS, SAMPLERS, TASKS, VISION_DATA
 
 __all__ = ["build_parser", "main", "parse_args"]
 
@@ -65,7 +65,9 @@ def _common(out: str | None, *, seed: bool = True, device: bool = True,
 
 _DATA = [
     Option(("--data",), dict(default="toy1d", help=f"embedded data set "
-                             f"({' | '.join(EMBEDDED_DATA)}) or a CSV file with a header row")),
+                             f"({' | '.join(EMBEDDED_DATA)}), a torchvision data set "
+                             f"({' | '.join(VISION_DATA)}; under $BAYESDEPTH_DATA, downloaded "
+                             "on first use) or a CSV file with a header row")),
     Option(("--target",), dict(help="label column of a CSV file")),
     Option(("--task",), dict(choices=TASKS, default="auto", help="for CSV data: auto treats an "
                              "integer target with <= 20 values as classes")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -107,7 +108,8 @@ def write_plots(idata, table, out: Path, names: list[str] | None = None,
 
     At most :data:`PLOTTED` scalar quantities of ``names`` (default: the smallest variables),
     the largest R-hat first, each its own panel; quantities without spread in some chain (a
-    probability saturated at 1) are left out, since ArviZ cannot draw their density.
+    probability saturated at 1) are left out, since ArviZ cannot draw their density. Of a large
+    variable (an SDE weight path) only the first :data:`SCANNED` entries are looked at.
     """
     import arviz as az
 
@@ -117,7 +119,7 @@ def write_plots(idata, table, out: Path, names: list[str] | None = None,
     quantities = {}
     for name in names or small_variables(idata):
         values = posterior[name].values
-        for index in np.ndindex(values.shape[2:]):
+        for index in itertools.islice(np.ndindex(values.shape[2:]), SCANNED):
             label = f"{name}[{', '.join(map(str, index))}]" if index else name
             series = values[(slice(None), slice(None), *index)].astype(np.float64)
             if np.isfinite(series).all() and (np.ptp(series, axis=1) > 0).all():
@@ -134,6 +136,8 @@ def write_plots(idata, table, out: Path, names: list[str] | None = None,
 
 #: scalar quantities drawn in one plot
 PLOTTED = 6
+#: entries of one variable considered for plotting
+SCANNED = 512
 
 
 def small_variables(idata, limit: int = 4) -> list[str]:

@@ -142,7 +142,8 @@ def mnist(
     Args:
         root: folder holding (or receiving) ``MNIST/raw/``; default :func:`default_root`.
         download: fetch the files if they are missing (``False``: a ``FileNotFoundError``).
-        num_train, num_test: a random subset of that many images (seeded), or all.
+        num_train: a random subset of that many training images (seeded), or all (``None``).
+        num_test: the same for the test images.
         seed: seeds the subsets.
         dtype: of the images (labels are int64).
 

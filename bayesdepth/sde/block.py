@@ -41,7 +41,7 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_choice, check_positive, check_positive_int
+from .._validation import check_choice, check_positive, check_positive_int, check_shape
 from ..serialization import Recorded
 from .paths import EulerPath, Simulator, check_grid
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
@@ -52,21 +52,6 @@ __all__ = ["SDEBNNBlock"]
 
 #: plates that vectorise whole model runs (particles, predictive draws), not data
 _VECTORIZING_PLATES = ("num_particles_vectorized", "_num_predictive_samples")
-
-
-def _as_shape(in_shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(in_shape, int) and not isinstance(in_shape, bool):
-        return (check_positive_int("in_shape", in_shape),)
-    try:
-        shape = tuple(in_shape)
-    except TypeError:
-        raise TypeError(
-            f"in_shape must be an int (features) or a tuple such as (C, L) or (C, H, W), "
-            f"got {in_shape!r}"
-        ) from None
-    if not shape:
-        raise ValueError("in_shape must have at least one entry (the features or channels)")
-    return tuple(check_positive_int("in_shape", s) for s in shape)
 
 
 def _check_no_data_plate(what: str) -> None:
@@ -155,7 +140,7 @@ class SDEBNNBlock(Recorded, PyroModule):
         simulator: Simulator | None = None,
     ) -> None:
         super().__init__(name)
-        self.in_shape = _as_shape(in_shape)
+        self.in_shape = check_shape("in_shape", in_shape)
         self.augment = check_positive_int("augment", augment, minimum=0)
         self.state_shape = (self.in_shape[0] + self.augment, *self.in_shape[1:])
         if grid is None:

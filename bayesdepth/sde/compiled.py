@@ -3,7 +3,7 @@
 The default simulator (:func:`~bayesdepth.sde.paths.sdeint_euler`) runs torchsde's solver, whose
 per-step Python work (its loop, time arithmetic, the Brownian query) costs about as much as the
 drift itself on small paths (docs/sdebnn.md has the measured table). :class:`CompiledEuler`
-computes the same chain (docs/theory.md §8)
+computes the same chain (docs/theory.md §8.10)
 
     w_{k+1} = w_k + f(t_k, w_k) dt_k + sigma sqrt(dt_k) eps_k,   k = 0..K-1,
 

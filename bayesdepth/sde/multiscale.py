@@ -7,7 +7,7 @@ weight SDE (one Pyro site per block); between stages an invertible downsampling
 
     (C, H, W) -> (4 C, H / 2, W / 2),   h'[4c + 2i + j, y, x] = h[c, 2y + i, 2x + j],
 
-and a linear readout of the flattened final state gives the logits (docs/theory.md §8). Stage
+and a linear readout of the flattened final state gives the logits (docs/theory.md §8.12). Stage
 ``s`` therefore works on ``(C_0 4^s, H / 2^s, W / 2^s)`` with ``C_0 = C + augment``; the default
 field of a stage is :class:`~bayesdepth.sde.ResNetField` ``(C_s, hidden)``.
 :meth:`MultiScaleSDEBNN.preset` gives the sizes used in this repository, from a CPU-sized model

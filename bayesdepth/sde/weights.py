@@ -1,6 +1,6 @@
 """A field's weight vector: which parameters form w(t), and the field evaluated at given weights.
 
-An SDE-BNN block (docs/theory.md §8) drives the parameters of an ordinary ``nn.Module`` field
+An SDE-BNN block (docs/theory.md §8.9) drives the parameters of an ordinary ``nn.Module`` field
 ``f_h`` by a weight path ``w(t)``. :class:`FieldWeights` fixes the layout: the chosen parameters
 (all of them by default, or a named subset), in ``named_parameters`` order, flattened and
 concatenated into one vector of ``num_weights`` numbers. The block takes those parameters off the
