@@ -92,7 +92,7 @@ def test_non_finite_loss_names_the_step():
         loc = pyro.param("loc", torch.tensor(0.0))
         pyro.sample("y", dist.Normal(loc, 1e-30), obs=y)  # log density overflows to -inf
 
-    with pytest.raises(FloatingPointError, match="diverged at step 0: the ELBO loss is -?inf"):
+    with pytest.raises(FloatingPointError, match=r"diverged at step 0: the ELBO loss is -?inf"):
         fit(model, lambda y: None, torch.tensor(1.0), num_steps=3, progress=False)
 
 

@@ -1,7 +1,7 @@
 """How a block integrates its hidden state on the grid, given a sampled weight path.
 
-Given the path ``w_0, ..., w_K`` on the grid ``t_0 < ... < t_K`` (docs/theory.md §8.5, §8.11), the hidden
-state follows ``dh/dt = f_h(t, h; w(t))``, integrated on the same grid:
+Given the path ``w_0, ..., w_K`` on the grid ``t_0 < ... < t_K`` (docs/theory.md §8.5, §8.11),
+the hidden state follows ``dh/dt = f_h(t, h; w(t))``, integrated on the same grid:
 
     euler:     h_{k+1} = h_k + dt_k f(t_k, h_k; w_k)
     heun:      h_{k+1} = h_k + dt_k / 2 [f(t_k, h_k; w_k) + f(t_{k+1}, h_k + dt_k f_k; w_{k+1})]
