@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +28,30 @@ def positive_tensor(name: str, value: Any, dtype: torch.dtype = torch.float32) -
             f"[{info.tiny:.3g}, {info.max:.3g}])"
         )
     return t
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(setting: str, needed_bytes: int, what: str) -> None:
+    """Refuse, before allocating, a size that cannot fit in this machine's memory.
+
+    Args:
+        setting: the argument(s) and value(s) responsible, e.g. ``"steps=1000000000"``.
+        needed_bytes: the estimate of what one use of that size holds at once.
+        what: what the estimate counts (shown in the message).
+    """
+    available = host_memory_bytes()
+    if available is not None and needed_bytes > available:
+        raise ValueError(
+            f"{setting} needs about {needed_bytes / 2**30:.3g} GiB ({what}), more than the "
+            f"{available / 2**30:.3g} GiB of memory of this machine"
+        )
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from bayesdepth import threads
 from bayesdepth._validation import check_choice, check_positive_int
+from bayesdepth.seeding import check_seed
 
 from .chains import Chains
 from .checkpoints import (
@@ -85,8 +86,6 @@ def _make_generator(seed, generator, device: torch.device) -> torch.Generator:
     if seed is None:
         g.seed()
     else:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
         g.manual_seed(seed)
     return g
 
@@ -221,6 +220,7 @@ def sample(
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     chunk_size = check_positive_int("chunk_size", chunk_size)
     check_choice("on_nonfinite", on_nonfinite, ("raise", "stop_chain"))
+    seed = check_seed(seed)
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
     if state is not None and init is not None:

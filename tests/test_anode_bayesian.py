@@ -112,6 +112,10 @@ def test_bad_arguments():
         BayesianAugmentedNODE(net, likelihood=Gaussian(0.1))
     with pytest.raises(ValueError, match="prior_scale"):
         BayesianAugmentedNODE(net, prior_scale=0.0)
+    with pytest.raises(ValueError, match=r"prior_scale=1e-50 is not representable in torch.float"):
+        BayesianAugmentedNODE(net, prior_scale=1e-50)  # would underflow to a zero prior scale
+    with pytest.raises(TypeError, match="init_scale"):
+        BayesianAugmentedNODE(net, init_scale=True)
     with pytest.raises(TypeError, match="net must be an AugmentedNeuralODE"):
         BayesianAugmentedNODE(torch.nn.Linear(2, 2))
     bnn = BayesianAugmentedNODE(net)

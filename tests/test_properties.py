@@ -4,6 +4,7 @@ another exception, never a silent acceptance of a bool or a string where a numbe
 
 import math
 
+import bayesdepth.inference as bi
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +24,9 @@ WEIRD = st.one_of(
 
 def _valid(value, name, kind):
     """Whether ``value`` is something the argument ``name`` may legitimately accept."""
-    if kind == "count":
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if kind in ("count", "count0"):
+        return isinstance(value, int) and not isinstance(value, bool) and \
+            value >= (1 if kind == "count" else 0)
     if kind in ("positive", "fraction"):
         return (isinstance(value, int | float) and not isinstance(value, bool)
                 and math.isfinite(value) and value > 0 and (kind == "positive" or value <= 1))
@@ -53,7 +55,17 @@ CONSTRUCTORS = {
                                                                  "out_features": 1, **kw}),
                            {"out_features": "count", "hidden": "count",
                             "num_layers": "count", "seed": "seed"}),
+    "SDEBNNRegressor": (lambda **kw: bd.SDEBNNRegressor(**{"in_features": 1, "width": 3,
+                                                           "steps": 2, **kw}),
+                        {"in_features": "count", "width": "count", "steps": "count",
+                         "seed": "seed"}),
+    "SDEBNNClassifier": (lambda **kw: bd.SDEBNNClassifier(**{"in_features": 2, "num_classes": 2,
+                                                             "width": 3, "steps": 2, **kw}),
+                         {"num_classes": "count", "width": "count", "steps": "count",
+                          "seed": "seed"}),
 }
+# counts whose large values are legal but cost memory: replaced by a small legal value
+SMALL = {"width": 12, "num_classes": 12}
 CASES = [(ctor, name, kind) for ctor, (_, args) in CONSTRUCTORS.items()
          for name, kind in args.items()]
 
@@ -65,9 +77,10 @@ def test_constructor_arguments(ctor, name, kind, value):
     build = CONSTRUCTORS[ctor][0]
     if kind == "count_or_none" and value is None:
         return
-    if isinstance(value, int) and not isinstance(value, bool) and value > 10**4 and \
-            kind == "count":
-        value = 10**4 + value % 7  # huge widths are legal; keep the test's memory bounded
+    if isinstance(value, int) and not isinstance(value, bool) and kind == "count":
+        cap = SMALL.get(name, 10**4)
+        if value > cap:
+            value = cap - value % 7  # huge widths are legal; keep the test's memory bounded
     if kind == "seed":
         if value is None or (isinstance(value, int) and not isinstance(value, bool)
                              and 0 <= value < 2**63):
@@ -107,5 +120,44 @@ def test_fit_arguments(name, value):
         return
     if name == "batch_size" and value is None:
         call()  # None: the full batch
+        return
+    _check(call, name, value, kind)
+
+
+class _Quadratic(bi.Potential):
+    """U = |theta|^2 / 2 for two parameters; chains start at N(0, 1)."""
+
+    def __init__(self):
+        self.shapes = {"theta": torch.Size([2])}
+        self.observed_data = {}
+
+    def init(self, num_chains, generator):
+        return {"theta": torch.randn(num_chains, 2, generator=generator)}
+
+    def __call__(self, params, batch=None):
+        return 0.5 * (params["theta"] ** 2).sum(-1), None
+
+
+SAMPLE_ARGS = {"num_chains": "count", "num_draws": "count", "warmup": "count0", "thin": "count",
+               "chunk_size": "count", "checkpoint_every": "count", "seed": "seed"}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_ARGS))
+@SETTINGS
+@given(value=WEIRD)
+def test_sample_arguments(name, value):
+    kind = SAMPLE_ARGS[name]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 5 and kind != "seed":
+        value = 5  # large counts are legal; keep the run short
+    call = lambda: bi.sample(_Quadratic(), bi.SGLD(lr=0.1),  # noqa: E731
+                                       **{"num_chains": 2, "num_draws": 3, name: value})
+    if kind == "seed":
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
+                               and 0 <= value < 2**63)
+        if ok:
+            assert call().num_draws == 3
+        else:
+            with pytest.raises((TypeError, ValueError), match="seed"):
+                call()
         return
     _check(call, name, value, kind)

@@ -310,6 +310,9 @@ class IntegerParameter(nn.Module):
          r"unknown: \['nope'\]; the field's parameters are \['net.0.weight'"),
         ({"path_parameters": "net.0.weight"}, TypeError, "list of parameter names"),
         ({"in_shape": (2, 8, 8)}, ValueError, r"states h of shape \(n, 2, 8, 8\)"),
+        # refused before the 400 GB grid is allocated, with the estimate (3 x 17 x 4 bytes a step)
+        ({"steps": 10**11}, ValueError, r"steps=100000000000 with 17 path weights needs about "
+                                        r"1.9e\+04 GiB \(one weight path.* more than the"),
     ],
 )
 def test_bad_block_arguments(kwargs, exc, match):

@@ -291,3 +291,15 @@ def test_compiled_simulator_gives_the_same_chain_and_gradients():
     torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
     for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_compiling_keeps_distribution_validation_on():
+    from bayesdepth.sde import CompiledEuler
+
+    # torch.compile's first use turns validation off for the whole process; the simulator
+    # puts it back, so Pyro's support checks still catch a NaN parameter afterwards
+    _, post = _posterior(3, 0.3)
+    CompiledEuler()(post, 0.3, torch.tensor([0.0, 0.5, 1.0], dtype=F64),
+                    torch.zeros(1, 3, dtype=F64), torch.randn(2, 1, 3, dtype=F64))
+    with pytest.raises(ValueError, match="loc"):
+        torch.distributions.Normal(torch.tensor(float("nan")), 1.0)

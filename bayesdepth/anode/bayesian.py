@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .._validation import check_positive
+from .._validation import positive_tensor
 from ..likelihoods import Categorical, Likelihood
 from ..protocol import BayesianModel
 from ..seeding import seeded
@@ -130,14 +130,15 @@ class BayesianAugmentedNODE(BayesianModel):
         if not isinstance(net, AugmentedNeuralODE):
             raise TypeError(f"net must be an AugmentedNeuralODE, got {type(net).__name__}")
         super().__init__(Categorical() if likelihood is None else likelihood, net.out_features)
-        prior_scale = check_positive("prior_scale", prior_scale)
-        init_scale = check_positive("init_scale", init_scale)
+        dtype = next(net.parameters()).dtype
+        prior_scale = positive_tensor("prior_scale", prior_scale, dtype)
+        init_scale = float(positive_tensor("init_scale", init_scale, dtype))
         self.arch = _frozen_copy(net)
-        self.register_buffer("prior_scale", torch.tensor(prior_scale))
+        self.register_buffer("prior_scale", prior_scale)
         self._shapes = {name: p.shape for name, p in net.named_parameters()}
         self._cost: SolveCost | None = None
         start = {f"net.{name}": p.detach().clone() for name, p in net.named_parameters()}
-        example = torch.zeros(1, *net.in_shape)
+        example = torch.zeros(1, *net.in_shape, dtype=dtype)
         with seeded(seed):
             self._attach_autoguide(example, init_loc_fn=_InitAt(start), init_scale=init_scale)
 

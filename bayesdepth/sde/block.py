@@ -41,7 +41,13 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_choice, check_positive, check_positive_int, check_shape
+from .._validation import (
+    check_choice,
+    check_fits_in_memory,
+    check_positive,
+    check_positive_int,
+    check_shape,
+)
 from ..serialization import Recorded
 from .paths import EulerPath, Simulator, check_grid
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
@@ -146,9 +152,9 @@ class SDEBNNBlock(Recorded, PyroModule):
         if grid is None:
             steps = check_positive_int("steps", steps)
             t1 = check_positive("t1", t1)
-            grid = torch.linspace(0.0, t1, steps + 1)
-        check_grid(grid)
-        self.register_buffer("grid", grid.detach().clone())
+        else:
+            check_grid(grid)
+            steps = grid.numel() - 1
         self.solver = StateSolver.of(solver)
         self.w0_mode = check_choice("w0", w0, ("point", "normal"))
         self.w0_prior_scale = check_positive("w0_prior_scale", w0_prior_scale)
@@ -165,6 +171,13 @@ class SDEBNNBlock(Recorded, PyroModule):
         self.weights.take_off(field)
         self.field = field
         self.num_weights = self.weights.num_weights
+        check_fits_in_memory(
+            f"steps={steps} with {self.num_weights} path weights",
+            3 * (steps + 1) * self.num_weights * init.element_size(),
+            "one weight path, its noise and the drift values saved for the gradient",
+        )
+        grid = torch.linspace(0.0, t1, steps + 1) if grid is None else grid.detach().clone()
+        self.register_buffer("grid", grid)
         if self.w0_mode == "point":
             self.w0 = nn.Parameter(init)
         else:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._compile import compile_function
+
 __all__ = ["CompiledEuler"]
 
 
@@ -48,7 +50,7 @@ class CompiledEuler:
     def __call__(self, drift: nn.Module, sigma: float, grid: torch.Tensor, w0: torch.Tensor,
                  eps: torch.Tensor) -> torch.Tensor:
         if self._compiled is None:
-            self._compiled = torch.compile(_chain, mode=self.mode)
+            self._compiled = compile_function(_chain, self.mode)
         scale = sigma * grid.diff().sqrt()
         return self._compiled(drift, grid, scale, w0, eps)
 

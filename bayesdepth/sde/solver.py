@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .._compile import compile_function
 from .._validation import check_choice, check_positive_int
 
 __all__ = ["METHODS", "StateSolver"]
@@ -103,7 +104,7 @@ class StateSolver:
         if self.compile:
             run = cache.get("segment")
             if run is None:
-                run = cache["segment"] = torch.compile(_segment)
+                run = cache["segment"] = compile_function(_segment)
         for start in range(0, steps, size):
             stop = min(start + size, steps)
             args = (field, self.method, h, grid[start:stop + 1], dts[start:stop],
