@@ -1,17 +1,19 @@
 """Where the SDE-BNN's in-between uncertainty comes from, on the 1-D toy regression.
 
 Fits several configurations of :class:`~bayesdepth.SDEBNNRegressor` to the embedded data
-(:func:`bayesdepth.data.toy_regression_1d`, data seed 0) for 2000 STL steps each and prints the
-training RMSE of the predictive mean, the gap (2, 6) / cluster ([0, 2] and [6, 8]) ratio of the
-mean predictive sd (observation noise included) and of the epistemic sd, and, for a latent
-``w(0)``, the median posterior scale of ``w(0)`` over its prior scale (1 = pruned back to the
+(:func:`bayesdepth.data.toy_regression_1d`, data seed 0) by STL (2000 steps unless said) and
+prints the training RMSE of the predictive mean, the gap (2, 6) / cluster ([0, 2] and [6, 8])
+ratio of the mean predictive sd (observation noise included) and of the epistemic sd, and, for a
+latent ``w(0)``, the median posterior scale of ``w(0)`` over its prior scale (1 = pruned back to the
 prior). The configurations:
 
 - ``point``: point ``w(0)`` (the paper's choice), only the path noise, ``sigma`` 0.1 and 0.4;
 - ``zero-mean``: latent ``w(0)`` with prior ``N(0, 1)``;
 - ``toy``: :meth:`SDEBNNRegressor.toy` with :attr:`SDEBNNRegressor.TOY_FIT` (latent ``w(0)``
   with a learned prior mean and prior scale 0.7, 16 particles), the default;
-- ``scale-0.5``: the same with prior scale 0.5.
+- ``scale-0.5``: the same with prior scale 0.5;
+- ``particles-32``, ``particles-32-long``: ``toy`` with 32 particles (and 3000 steps);
+- ``width-32``: ``toy`` with width 32.
 
     python benchmarks/sdebnn_toy.py                  # all configurations, model seed 0
     python benchmarks/sdebnn_toy.py --configs toy --seeds 0 1 2
@@ -32,6 +34,9 @@ from bayesdepth.svi import fit
 EIGHT_PARTICLES = {**SDEBNNRegressor.TOY_FIT, "num_particles": 8}
 
 
+LATENT_W0 = {"w0": "normal", "w0_prior_scale": 0.7, "w0_prior_mean": "learned"}  # as in toy()
+
+
 def _build(width: int, sigma: float, **block_kwargs):
     return lambda: SDEBNNRegressor(1, width=width, steps=10, prior=OUPrior(sigma=sigma),
                                    likelihood=Gaussian(0.1), block_kwargs=block_kwargs or None)
@@ -44,6 +49,10 @@ CONFIGS = {
     "toy": (SDEBNNRegressor, SDEBNNRegressor.TOY_FIT),
     "scale-0.5": (_build(16, 0.03, w0="normal", w0_prior_scale=0.5, w0_prior_mean="learned"),
                   SDEBNNRegressor.TOY_FIT),
+    "particles-32": (SDEBNNRegressor, {**SDEBNNRegressor.TOY_FIT, "num_particles": 32}),
+    "particles-32-long": (SDEBNNRegressor, {**SDEBNNRegressor.TOY_FIT, "num_particles": 32,
+                                            "num_steps": 3000}),
+    "width-32": (_build(32, 0.03, **LATENT_W0), SDEBNNRegressor.TOY_FIT),
 }
 
 
