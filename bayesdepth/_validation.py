@@ -54,6 +54,17 @@ def check_fits_in_memory(setting: str, needed_bytes: int, what: str) -> None:
         )
 
 
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """Return ``seed`` unchanged, or raise unless it is None or an int in ``[0, 2**63)``."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name} must be an int in [0, 2**63) or None, got {seed!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"{name} must be an int in [0, 2**63) or None, got {seed}")
+    return seed
+
+
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
     if isinstance(value, bool):

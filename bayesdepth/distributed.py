@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .seeding import check_seed
+from ._validation import check_seed
 
 __all__ = ["Group", "RankFailure", "process_group", "rank_generator", "shared_seed"]
 

@@ -1,8 +1,9 @@
-"""Seeds: one check for every entry point, and a block of code run under a seed.
+"""Seeds: the global generators seeded at once, and a block of code run under a seed.
 
-Every stochastic entry point takes ``seed`` (an int in ``[0, 2**63)``) or ``None`` (fresh
-randomness); :func:`seeded` runs a block with torch's global generator seeded and restores its
-state afterwards, so seeding one computation never changes another's random numbers.
+Every stochastic entry point takes ``seed`` (an int in ``[0, 2**63)``, checked by
+``bayesdepth._validation.check_seed``) or ``None`` (fresh randomness); :func:`seeded` runs a
+block with torch's global generator seeded and restores its state afterwards, so seeding one
+computation never changes another's random numbers.
 """
 
 from __future__ import annotations
@@ -10,23 +11,13 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["check_seed", "seed_everything", "seeded"]
+from ._validation import check_seed
 
-
-def check_seed(seed: Any, name: str = "seed") -> int | None:
-    """Return ``seed`` unchanged, or raise unless it is None or an int in ``[0, 2**63)``."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"{name} must be an int in [0, 2**63) or None, got {seed!r}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"{name} must be an int in [0, 2**63) or None, got {seed}")
-    return seed
+__all__ = ["seed_everything", "seeded"]
 
 
 def seed_everything(seed: int) -> None:

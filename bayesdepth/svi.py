@@ -28,9 +28,9 @@ from pyro.poutine.scale_messenger import ScaleMessenger
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
-from ._validation import check_positive, check_positive_int, positive_tensor
+from ._validation import check_positive, check_positive_int, check_seed, positive_tensor
 from .elbo import make_elbo
-from .seeding import check_seed, seed_everything
+from .seeding import seed_everything
 from .threads import pyro_exclusive
 
 __all__ = ["FitHistory", "fit"]

@@ -40,8 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bayesdepth import threads
-from bayesdepth._validation import check_choice, check_positive_int
-from bayesdepth.seeding import check_seed
+from bayesdepth._validation import check_choice, check_positive_int, check_seed
 
 from .chains import Chains
 from .checkpoints import (

@@ -134,6 +134,24 @@ def test_unknown_and_missing_sites_are_named(name):
     model.predict(x, posterior_samples={**draws, "f": torch.zeros(2, 24), "y": torch.zeros(2)})
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_inputs_of_another_dtype_or_without_rows_are_named(name):
+    model = MODELS[name]()
+    x, y = _data(model)
+    for other in (torch.float64, torch.float16):
+        with pytest.raises(TypeError, match=rf"x has dtype {other} but the model's parameters are "
+                                            r"torch.float32; convert x"):
+            model.model(x.to(other), y)
+        with pytest.raises(TypeError, match=rf"x has dtype {other}"):
+            model.predict(x.to(other), num_samples=2)
+    with pytest.raises(ValueError, match="x has no rows"):
+        model.model(x[:0], y[:0])
+    bad = x.clone()
+    bad[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="x has a NaN or infinite value in row 3"):
+        model.model(bad, y)
+
+
 def _fit_and_predict(make, seed):
     model = make(seed)
     x, y = _data(model)

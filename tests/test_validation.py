@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import bayesdepth as bd
-from bayesdepth._validation import check_positive, check_positive_int, check_rows
-from bayesdepth.seeding import check_seed, seeded
+from bayesdepth._validation import check_positive, check_positive_int, check_rows, check_seed
+from bayesdepth.seeding import seeded
 from bayesdepth.threads import pyro_exclusive
 
 

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_positive, check_positive_int, check_tensor
-from ..seeding import check_seed
+from .._validation import check_choice, check_positive, check_positive_int, check_seed, check_tensor
 from .model import AugmentedNeuralODE
 from .solver import SolveCost
 
