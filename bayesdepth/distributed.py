@@ -72,9 +72,17 @@ class Group:
         return bool(votes[0] > 0)
 
     def gather(self, obj: Any, what: str) -> list[Any] | None:
-        """Every rank's ``obj`` (picklable, on the CPU) in rank order on rank 0; None elsewhere."""
+        """Every rank's ``obj`` (picklable, on the CPU) in rank order on rank 0; None elsewhere.
+
+        Rank 0's own ``obj`` is not serialised (only the others' travel), so gathering large draws
+        holds one copy of them on rank 0, not three.
+        """
+        if self.world_size == 1:
+            return [obj]
         out = [None] * self.world_size if self.is_main else None
-        self._run(lambda: dist.gather_object(obj, out, dst=0), what)
+        self._run(lambda: dist.gather_object(None if self.is_main else obj, out, dst=0), what)
+        if out is not None:
+            out[0] = obj
         return out
 
     def broadcast(self, tensor: torch.Tensor, what: str) -> torch.Tensor:

@@ -41,4 +41,5 @@ class Recorder:
     def result(self) -> dict[str, torch.Tensor]:
         """Every record, ``{key: (chains, draws, ...)}`` on the CPU."""
         self.flush()
-        return {k: torch.cat(v, dim=1) for k, v in self.host.items()}
+        # one chunk is returned as it is: a copy of every draw would double the peak memory
+        return {k: v[0] if len(v) == 1 else torch.cat(v, dim=1) for k, v in self.host.items()}
