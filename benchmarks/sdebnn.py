@@ -183,19 +183,20 @@ DIGITS_FIT = {"num_steps": 4000, "batch_size": 128, "lr": 5e-3, "final_lr_fracti
               "num_particles": 8, "vectorize_particles": True}
 
 
-def digits_model(seed: int = 0) -> SDEBNNClassifier:
+def digits_model(seed: int = 0, sigma: float = DIGITS["sigma"]) -> SDEBNNClassifier:
     return SDEBNNClassifier(64, 10, width=DIGITS["width"], steps=DIGITS["steps"],
-                            prior=OUPrior(sigma=DIGITS["sigma"]), seed=seed)
+                            prior=OUPrior(sigma=sigma), seed=seed)
 
 
-def run_digits(device, num_steps: int, budget: float | None) -> dict[str, dict]:
+def run_digits(device, num_steps: int, budget: float | None,
+               sigma: float = DIGITS["sigma"]) -> dict[str, dict]:
     d = data.digits()
     x, y, xte = d.x_train.to(device), d.y_train.to(device), d.x_test.to(device)
     settings = {**DIGITS_FIT, "num_steps": num_steps}
     results = {}
     for name in ("sdebnn", "ode-net", "mf-bnn"):
         pyro.clear_param_store()
-        arch = digits_model().to(device)
+        arch = digits_model(sigma=sigma).to(device)
         if name == "ode-net":
             steps, seconds = fit_ode_net(arch, x, y, num_steps, settings["batch_size"],
                                          settings["lr"], settings["final_lr_fraction"],
@@ -217,6 +218,8 @@ def main(argv=None) -> dict:
     p.add_argument("--reps", type=int, default=15, help="timed SVI steps per variant")
     p.add_argument("--memory-steps", type=int, nargs="+", default=[10, 20, 40])
     p.add_argument("--digits-steps", type=int, default=DIGITS_FIT["num_steps"])
+    p.add_argument("--digits-sigma", type=float, default=DIGITS["sigma"],
+                   help="diffusion of the SDE-BNN's OU prior")
     p.add_argument("--budget-seconds", type=float, default=600.0,
                    help="training wall-time cap per digits model")
     p.add_argument("--skip-speed", action="store_true")
@@ -274,11 +277,11 @@ def main(argv=None) -> dict:
 
     if not args.skip_digits:
         print(f"\ndigits (1347 train / 450 test), MLP field width {DIGITS['width']}, K = "
-              f"{DIGITS['steps']}, OUPrior({DIGITS['sigma']}), {args.digits_steps} steps of 128, "
+              f"{DIGITS['steps']}, OUPrior({args.digits_sigma}), {args.digits_steps} steps of 128, "
               f"{DIGITS_FIT['num_particles']} particles, lr {DIGITS_FIT['lr']} decaying 10x, "
               f"at most {args.budget_seconds:.0f} s each")
         print(f"{'model':<9} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} {'seconds':>8}")
-        res = run_digits(device, args.digits_steps, args.budget_seconds)
+        res = run_digits(device, args.digits_steps, args.budget_seconds, args.digits_sigma)
         out["digits"] = res
         for name, r in res.items():
             print(f"{name:<9} {r['accuracy']:>6.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} "
