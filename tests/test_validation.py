@@ -1,5 +1,6 @@
 """Argument checks, seeds and the thread guard: every mistake is a clear error naming it."""
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -82,10 +83,9 @@ def test_two_processes_with_the_same_seeds_agree_bit_for_bit():
     assert runs[0].stdout == runs[1].stdout
 
 
-def test_pyro_entry_points_refuse_a_second_thread():
-    model = bd.BayesianMLP(1, hidden=(4,), seed=0)
-    x = torch.randn(8, 1)
-    errors = []
+@contextlib.contextmanager
+def _pyro_held_by_another_thread():
+    """A block during which a second thread holds the Pyro guard."""
     started, release = threading.Event(), threading.Event()
 
     def hold():
@@ -95,8 +95,19 @@ def test_pyro_entry_points_refuse_a_second_thread():
 
     first = threading.Thread(target=hold)
     first.start()
-    started.wait(30)
+    assert started.wait(30)
     try:
+        yield
+    finally:
+        release.set()
+        first.join()
+
+
+def test_pyro_entry_points_refuse_a_second_thread():
+    model = bd.BayesianMLP(1, hidden=(4,), seed=0)
+    x = torch.randn(8, 1)
+    errors = []
+    with _pyro_held_by_another_thread():
         for call in (lambda: model.predict(x, num_samples=2),
                      lambda: model.model(x),
                      lambda: bd.fit(model.model, model.guide, x, x[:, 0], num_steps=1,
@@ -104,9 +115,6 @@ def test_pyro_entry_points_refuse_a_second_thread():
             with pytest.raises(RuntimeError, match="another thread is running Pyro code"):
                 call()
             errors.append(True)
-    finally:
-        release.set()
-        first.join()
     assert len(errors) == 3
     model.predict(x, num_samples=2)  # once the other thread is done, it works again
 
@@ -117,19 +125,6 @@ def test_sampling_a_pyro_potential_refuses_a_second_thread():
     model = bd.BayesianMLP(1, hidden=(3,), seed=0)
     x = torch.randn(6, 1)
     potential = pyro_potential(model.model, x, x[:, 0], vectorize=False)
-    started, release = threading.Event(), threading.Event()
-
-    def hold():
-        with pyro_exclusive("the first thread"):
-            started.set()
-            release.wait(30)
-
-    first = threading.Thread(target=hold)
-    first.start()
-    started.wait(30)
-    try:
-        with pytest.raises(RuntimeError, match="another thread is running Pyro code"):
-            sample(potential, SGLD(1e-4), num_chains=2, num_draws=2, seed=0)
-    finally:
-        release.set()
-        first.join()
+    with _pyro_held_by_another_thread(), pytest.raises(
+            RuntimeError, match="another thread is running Pyro code"):
+        sample(potential, SGLD(1e-4), num_chains=2, num_draws=2, seed=0)
