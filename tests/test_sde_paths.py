@@ -1,4 +1,4 @@
-"""Path distributions: exactness of the torchsde chain, densities, KL, and the exact posterior."""
+"""Path distributions: exactness of the simulated chains, densities, KL, and the exact posterior."""
 
 import itertools
 import math
@@ -14,7 +14,7 @@ from torch import nn
 
 from bayesdepth.elbo import STLTrace_ELBO
 from bayesdepth.sde.exact import OUObservation
-from bayesdepth.sde.paths import EulerPath, IncrementBrownian, kl_only, sdeint_euler
+from bayesdepth.sde.paths import EulerPath, IncrementBrownian, euler_chain, kl_only, sdeint_euler
 from bayesdepth.sde.processes import BottleneckDrift, OUPrior, PosteriorDrift
 
 F64 = torch.float64
@@ -38,26 +38,52 @@ class _Counting(nn.Module):
         return self.drift(t, w)
 
 
+@pytest.mark.parametrize("simulate", [euler_chain, sdeint_euler])
 @pytest.mark.parametrize("grid", [
     torch.linspace(0, 1, 31, dtype=F64),
     torch.tensor([0.0, 0.05, 0.3, 0.31, 0.7, 1.0], dtype=F64),  # non-uniform
 ])
-def test_torchsde_path_is_exactly_the_euler_chain(grid):
+def test_simulated_path_is_exactly_the_euler_chain(simulate, grid):
     d, batch, sigma = 4, 3, 0.3
     _, post = _posterior(d, sigma)
     counting = _Counting(post)
     w0 = torch.randn(batch, d, dtype=F64)
     num = grid.numel() - 1
     eps = torch.randn(num, batch, d, dtype=F64)
-    ys = sdeint_euler(counting, sigma, grid, w0, eps)
+    ys = simulate(counting, sigma, grid, w0, eps)
     assert ys.shape == (num + 1, batch, d) and torch.equal(ys[0], w0)
-    # Exactly one drift evaluation per grid step (the shape check's call is reused):
+    # Exactly one drift evaluation per grid step (torchsde's shape-check call is reused):
     # no extra internal steps.
     assert counting.calls == num
     for k in range(num):
         dt = grid[k + 1] - grid[k]
         step = ys[k] + post(grid[k], ys[k]) * dt + sigma * dt.sqrt() * eps[k]
         torch.testing.assert_close(ys[k + 1], step, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_the_default_simulator_is_the_plain_chain_and_torchsde_agrees_bit_for_bit(dtype):
+    d, sigma = 4, 0.3
+    _, post = _posterior(d, sigma)
+    post = post.to(dtype)
+    grid = torch.tensor([0.0, 0.2, 0.25, 0.7, 1.0], dtype=dtype)
+    w0 = torch.randn(3, d, dtype=dtype, requires_grad=True)
+    assert EulerPath(post, sigma, grid, w0).simulate is euler_chain
+    eps = torch.randn(4, 3, d, dtype=dtype)
+    runs = []
+    for simulate in (euler_chain, sdeint_euler):
+        ys = simulate(post, sigma, grid, w0, eps)
+        runs.append([ys, *torch.autograd.grad(ys.square().sum(),
+                                              [w0, post.correction.up.weight])])
+    # the same operations in the same order: training runs are reproduced exactly
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+def test_a_drift_of_the_wrong_shape_is_refused_by_the_default_chain():
+    grid = torch.linspace(0, 1, 3, dtype=F64)
+    with pytest.raises(ValueError, match="drift must return a tensor shaped like w"):
+        euler_chain(lambda t, w: w[..., :1], 0.3, grid, torch.zeros(2, 3, dtype=F64),
+                    torch.randn(2, 2, 3, dtype=F64))
 
 
 def test_increment_brownian_answers_unit_steps_only():
@@ -106,7 +132,7 @@ def test_log_ratio_equals_the_discrete_girsanov_sum():
     num = grid.numel() - 1
     w0 = torch.randn(batch, d, dtype=F64)
     eps = torch.randn(num, batch, d, dtype=F64)
-    ys = sdeint_euler(post, sigma, grid, w0, eps)
+    ys = euler_chain(post, sigma, grid, w0, eps)
     girsanov = torch.zeros(batch, dtype=F64)
     for k in range(num):
         dt = grid[k + 1] - grid[k]
@@ -285,7 +311,7 @@ def test_compiled_simulator_gives_the_same_chain_and_gradients():
     w0 = torch.randn(batch, d, dtype=F64, requires_grad=True)
     eps = torch.randn(4, batch, d, dtype=F64)
     runs = []
-    for simulate in (sdeint_euler, CompiledEuler()):
+    for simulate in (euler_chain, CompiledEuler()):
         ys = simulate(post, sigma, grid, w0, eps)
         runs.append((ys, torch.autograd.grad(ys.square().sum(), [w0, post.correction.up.weight])))
     torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)

@@ -7,9 +7,10 @@
   time-conditioned layers :class:`ConcatLinear`, :class:`ConcatConv1d`, :class:`ConcatConv2d`,
   :class:`TimeSequential`.
 - :class:`OUPrior`, :class:`BottleneckDrift`, :class:`PosteriorDrift`: the weight processes.
-- :class:`EulerPath`: a weight path on a grid as a Pyro distribution (sampled with torchsde,
-  exact Euler–Maruyama density); :func:`kl_only`: the ``1/2 int |u|^2 dt`` estimator;
-  :class:`CompiledEuler`: an opt-in compiled simulator of the same chain.
+- :class:`EulerPath`: a weight path on a grid as a Pyro distribution (exact Euler–Maruyama
+  density); :func:`kl_only`: the ``1/2 int |u|^2 dt`` estimator. Simulators of its chain:
+  :func:`euler_chain` (the default), :func:`sdeint_euler` (through torchsde) and
+  :class:`CompiledEuler` (opt-in, compiled).
 - :class:`OUObservation`: an OU path observed at ``t = 1`` whose exact posterior (a Doob
   h-transform) is known, for checking ELBO estimators.
 - Models: :class:`SDEBNNRegressor`, :class:`SDEBNNClassifier`, and the multi-scale image
@@ -23,7 +24,7 @@ from .fields import Conv1dField, Conv2dField, MLPField, ResNetField
 from .layers import ConcatConv1d, ConcatConv2d, ConcatLinear, TimeSequential
 from .models import SDEBNNClassifier, SDEBNNRegressor
 from .multiscale import MultiScaleSDEBNN, SpaceToDepth
-from .paths import EulerPath, kl_only
+from .paths import EulerPath, euler_chain, kl_only, sdeint_euler
 from .processes import BottleneckDrift, OUPrior, PosteriorDrift
 from .solver import StateSolver
 
@@ -48,5 +49,7 @@ __all__ = [
     "SpaceToDepth",
     "StateSolver",
     "TimeSequential",
+    "euler_chain",
     "kl_only",
+    "sdeint_euler",
 ]

@@ -11,11 +11,12 @@ your own) and ``w(t)`` is the flattened vector of all its parameters, or of a na
 ``torch.func.functional_call``). The other parameters stay point estimates, or take ``PyroSample``
 priors if the field is a ``PyroModule``. The weight path is *one Pyro sample site* (named
 ``"<block name>.w"``), global: it sits outside the data plate and one path is shared by a whole
-minibatch. The prior at that site is the OU chain, the guide puts the posterior chain
-(:class:`~bayesdepth.sde.paths.EulerPath`, simulated by torchsde) there, so ``log q - log p`` is
-the discrete Girsanov sum and any Pyro ELBO trains it. Given the sampled path, ``h`` is integrated
-on the *same grid* by :class:`~bayesdepth.sde.solver.StateSolver` (Euler, Heun or midpoint on
-the path values; optional gradient checkpointing and ``torch.compile``), not by torchsde.
+minibatch. The prior at that site is the OU chain, the guide puts the posterior chain (an
+:class:`~bayesdepth.sde.paths.EulerPath`, the exact Euler–Maruyama chain) there, so
+``log q - log p`` is the discrete Girsanov sum and any Pyro ELBO trains it. Given the sampled
+path, ``h`` is integrated on the *same grid* by :class:`~bayesdepth.sde.solver.StateSolver`
+(Euler, Heun or midpoint on the path values; optional gradient checkpointing and
+``torch.compile``).
 
 Start of the weight path: by default ``w(0)`` is a learned point estimate (as in the paper),
 initialised at the field's own initial parameters; with ``w0="normal"`` it is a latent with prior
@@ -114,9 +115,11 @@ class SDEBNNBlock(Recorded, PyroModule):
         grid: explicit strictly increasing times (overrides ``steps``/``t1``).
         name: site-name prefix when the block is not a child of another ``PyroModule``.
         simulator: how weight paths are drawn, ``simulator(drift, sigma, grid, w0, eps) ->
-            (K+1, batch, d)``; default :func:`~bayesdepth.sde.paths.sdeint_euler` (torchsde).
-            A replacement must produce exactly the Euler–Maruyama chain from the increments
-            ``eps`` (docs/theory.md §8), e.g. a hand-written loop for benchmarking.
+            (K+1, batch, d)``; default :func:`~bayesdepth.sde.paths.euler_chain`;
+            :func:`~bayesdepth.sde.paths.sdeint_euler` runs torchsde,
+            :class:`~bayesdepth.sde.CompiledEuler` compiles the chain. A replacement must
+            produce exactly the Euler–Maruyama chain from the increments ``eps``
+            (docs/theory.md §8.10).
 
     Raises:
         ValueError / TypeError: bad arguments, naming the argument, the value and what is

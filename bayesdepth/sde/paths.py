@@ -9,35 +9,37 @@ so a path ``(w_1, ..., w_K)`` started at ``w_0`` has the exact log density
 
     log p(path) = sum_k log N(w_{k+1}; w_k + f(t_k, w_k) dt_k, sigma^2 dt_k I).        (2)
 
-:class:`EulerPath` is that chain as a Pyro distribution: ``rsample`` simulates it with
-``torchsde.sdeint`` (Ito, diagonal noise, method ``"euler"``, an explicit
-``torchsde.BrownianInterval`` whose entropy comes from the caller's generator) and ``log_prob``
-evaluates (2). With the posterior drift ``f_q = f_p + g`` and the prior drift ``f_p`` at the same
-sigma, ``log q(path) - log p(path)`` is the discrete Girsanov sum
+:class:`EulerPath` is that chain as a Pyro distribution: ``rsample`` draws the standard normal
+Brownian increments ``eps`` of shape ``(K, batch, d)`` up front (from the caller's generator) and
+hands them to a *simulator*, a deterministic function of its noise that returns the chain (1);
+``log_prob`` evaluates (2). With the posterior drift ``f_q = f_p + g`` and the prior drift ``f_p``
+at the same sigma, ``log q(path) - log p(path)`` is the discrete Girsanov sum
 
     sum_k [ 1/2 |u_k|^2 dt_k + u_k . (dB_k) ],   u_k = g(t_k, w_k) / sigma,             (3)
 
 whose expectation under q is ``E_q sum_k 1/2 |u_k|^2 dt_k`` (what torchsde's ``logqp=True``
 integrates; :func:`kl_only` computes it).
 
-**Exactness of the torchsde path.** torchsde's fixed-step loop advances ``t <- min(t + dt, t_K)``
-and linearly interpolates at each requested time; with a real-valued grid, rounding in the running
-sum ``t + dt`` can create an extra tiny step or an interpolated value, and a non-uniform grid
-always would. The path is therefore simulated in *step time* ``s in {0, 1, ..., K}`` (integers,
-exact in floating point) with ``dt = 1`` and the time-changed SDE
+**Simulators** (docs/theory.md §8.4, §8.10). The default, :func:`euler_chain`, is the recursion
+(1) in plain torch: the noise terms ``sigma sqrt(dt_k) eps_k`` scaled in one batched operation,
+then one drift call and two additions per step. :func:`sdeint_euler` computes the same chain
+with ``torchsde.sdeint`` (Ito, diagonal noise, method ``"euler"``). Its fixed-step loop advances
+``t <- min(t + dt, t_K)`` and interpolates at requested times, so on a real-valued grid rounding
+could add a tiny step. The path is therefore simulated in *step time* ``s in {0, 1, ..., K}``
+(integers, exact in floating point) with ``dt = 1`` and the time-changed SDE
 
     dw = f(t_k, w) dt_k ds + sigma sqrt(dt_k) dW_s,   k = floor(s),
 
 whose unit Euler step is exactly (1) with ``sqrt(dt_k) * (W_{k+1} - W_k) ~ N(0, dt_k)``. The
-Brownian increments ``W_{k+1} - W_k`` are drawn up front, ``eps ~ N(0, I)`` of shape
-``(K, batch, d)``, and handed to torchsde as its Brownian motion (:class:`IncrementBrownian`, a
-``torchsde.BaseBrownian`` over the integer step times), so a simulator is a deterministic
-function of its noise. torchsde is asked for the end point only (``ts = [0, K]``): it takes exactly
-K unit steps, each evaluating the drift once at the current state, and those states *are* the
-chain; the simulator records them as they are passed to the drift, which saves torchsde's
-per-output interpolation and loop. ``tests/test_sde_paths.py`` checks on a uniform and a
-non-uniform grid that each value equals the previous one plus the Euler step with its increment
-(to 1e-12) and that the drift is evaluated exactly once per step, i.e. no extra internal steps.
+increments are handed to torchsde as its Brownian motion (:class:`IncrementBrownian`, a
+``torchsde.BaseBrownian`` over the integer step times), only the end point is requested, and the
+states are recorded as they are passed to the drift. ``tests/test_sde_paths.py`` checks both
+simulators on a uniform and a non-uniform grid (each value equals the previous one plus the Euler
+step with its increment, to 1e-12, with exactly one drift evaluation per step) and that the two
+agree bit for bit. The plain chain is the default because torchsde's per-step Python work (its
+loop, time arithmetic and one more multiply-add) made the digits SVI step 7-10% slower than a
+hand-written loop, and none of its other features (adaptive steps, higher-order schemes,
+Brownian trees) keeps the density (2) exact (docs/sdebnn.md has the measured table).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from torch import nn
 
 from .._validation import check_positive, check_tensor
 
-__all__ = ["EulerPath", "IncrementBrownian", "check_grid", "kl_only", "sdeint_euler"]
+__all__ = ["EulerPath", "IncrementBrownian", "check_grid", "euler_chain", "kl_only", "sdeint_euler"]
 
 _EMPTY = torch.Size()
 #: ``simulate(drift, sigma, grid, w0 (batch, d), eps (K, batch, d)) -> (K + 1, batch, d)``
@@ -81,6 +83,28 @@ def _checked_drift(drift: nn.Module, t: torch.Tensor, w: torch.Tensor) -> torch.
             f"from {type(drift).__name__}"
         )
     return out
+
+
+def euler_chain(
+    drift: nn.Module, sigma: float, grid: torch.Tensor, w0: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """Simulate chain (1) in plain torch (the default); returns ``(K + 1, batch, d)`` incl. ``w0``.
+
+    ``w_{k+1} = (w_k + f(t_k, w_k) dt_k) + sigma sqrt(dt_k) eps_k``, the noise terms scaled in one
+    operation (docs/theory.md §8.10). In this order of operations the values are bit for bit
+    those of :func:`sdeint_euler`.
+
+    Args:
+        drift: ``f(t, w)``; sigma: the diffusion; grid: ``t_0..t_K``; w0: ``(batch, d)``;
+        eps: the standardised Brownian increments ``(K, batch, d)``.
+    """
+    dts = grid.diff()
+    noise = (sigma * dts.sqrt()).view(-1, 1, 1) * eps
+    states, w = [w0], w0
+    for t, dt, dw in zip(grid.unbind(), dts.unbind(), noise.unbind(), strict=False):
+        w = w + _checked_drift(drift, t, w) * dt + dw
+        states.append(w)
+    return torch.stack(states)
 
 
 class IncrementBrownian(torchsde.BaseBrownian):
@@ -144,7 +168,10 @@ class _StepTimeSDE(nn.Module):
 def sdeint_euler(
     drift: nn.Module, sigma: float, grid: torch.Tensor, w0: torch.Tensor, eps: torch.Tensor
 ) -> torch.Tensor:
-    """Simulate chain (1) with ``torchsde.sdeint``; returns ``(K + 1, batch, d)`` incl. ``w0``.
+    """Simulate chain (1) with ``torchsde.sdeint`` (step time); ``(K + 1, batch, d)`` incl. ``w0``.
+
+    The same values as :func:`euler_chain`, bit for bit, but slower (see the module doc): the
+    cross-check through torchsde (``simulator=sdeint_euler``).
 
     Args:
         drift: ``f(t, w)``; sigma: the diffusion; grid: ``t_0..t_K``; w0: ``(batch, d)``;
@@ -165,7 +192,7 @@ class EulerPath(TorchDistribution):
 
     The value is the path after the start, ``(w(t_1), ..., w(t_K))``: event shape ``(K, d)``;
     the start ``w0`` (shape ``batch_shape + (d,)``) is a parameter. ``rsample`` is
-    reparameterised (gradients flow to ``w0`` and the drift's parameters through torchsde);
+    reparameterised (gradients flow to ``w0`` and the drift's parameters through the chain);
     ``log_prob`` is the exact density (2), differentiable in the value and the drift.
 
     Args:
@@ -177,8 +204,9 @@ class EulerPath(TorchDistribution):
             (default: torch's global generator, which ``pyro.set_rng_seed`` seeds); the
             increments themselves are drawn on ``w0``'s device.
         simulate: ``simulate(drift, sigma, grid, w0_2d, eps) -> (K+1, batch, d)`` with ``eps``
-            the standard normal increments ``(K, batch, d)``; default :func:`sdeint_euler`. Any
-            replacement must produce chain (1) from these increments.
+            the standard normal increments ``(K, batch, d)``; default :func:`euler_chain`
+            (:func:`sdeint_euler` runs torchsde). Any replacement must produce chain (1) from
+            these increments.
     """
 
     arg_constraints: ClassVar[dict] = {}
@@ -205,7 +233,7 @@ class EulerPath(TorchDistribution):
             raise ValueError(f"w0 must have shape batch_shape + (d,), got {tuple(w0.shape)}")
         self.w0 = w0
         self.generator = generator
-        self.simulate = sdeint_euler if simulate is None else simulate
+        self.simulate = euler_chain if simulate is None else simulate
         self._dt = self.grid.diff().unsqueeze(-1)  # (K, 1)
         event_shape = (self.grid.numel() - 1, w0.shape[-1])
         super().__init__(w0.shape[:-1], torch.Size(event_shape), validate_args=validate_args)

@@ -12,7 +12,7 @@ so the Kullback–Leibler divergence between the two path measures is finite (Gi
 ``KL = E_q int_0^1 1/2 |u|^2 dt`` with ``u = g_phi(t, w) / sigma``.
 
 A *drift* is any ``nn.Module`` called as ``f(t, w)``: ``w`` has shape ``(..., d)``, ``t`` is a
-tensor broadcastable to ``w.shape[:-1] + (1,)`` (a 0-dim tensor when torchsde calls it, a column
+tensor broadcastable to ``w.shape[:-1] + (1,)`` (a 0-dim tensor when a simulator calls it, a column
 of grid times when a path's density is evaluated), and the result has the shape of ``w``.
 """
 
