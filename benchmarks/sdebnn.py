@@ -181,26 +181,25 @@ def exact_posterior_table(n: int = 2000) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- digits
 #: the digits SDE-BNN (the ODE-net and the MF-BNN use the same architecture)
-DIGITS = {"width": 32, "steps": 10, "sigma": 2.0}
+DIGITS = {"width": 32, "steps": 10, "sigma": 2.0, "theta": 1.0}
 #: SVI settings of the SDE-BNN and the MF-BNN (the ODE-net: the same steps, batch and schedule)
 DIGITS_FIT = {"num_steps": 4000, "batch_size": 128, "lr": 5e-3, "final_lr_fraction": 0.1,
               "num_particles": 8, "vectorize_particles": True}
 
 
-def digits_model(seed: int = 0, sigma: float = DIGITS["sigma"]) -> SDEBNNClassifier:
-    return SDEBNNClassifier(64, 10, width=DIGITS["width"], steps=DIGITS["steps"],
-                            prior=OUPrior(sigma=sigma), seed=seed)
+def digits_model(prior: OUPrior, seed: int = 0) -> SDEBNNClassifier:
+    return SDEBNNClassifier(64, 10, width=DIGITS["width"], steps=DIGITS["steps"], prior=prior,
+                            seed=seed)
 
 
-def run_digits(device, num_steps: int, budget: float | None,
-               sigma: float = DIGITS["sigma"]) -> dict[str, dict]:
+def run_digits(device, num_steps: int, budget: float | None, prior: OUPrior) -> dict[str, dict]:
     d = data.digits()
     x, y, xte = d.x_train.to(device), d.y_train.to(device), d.x_test.to(device)
     settings = {**DIGITS_FIT, "num_steps": num_steps}
     results = {}
     for name in ("sdebnn", "ode-net", "mf-bnn"):
         pyro.clear_param_store()
-        arch = digits_model(sigma=sigma).to(device)
+        arch = digits_model(prior).to(device)
         if name == "ode-net":
             steps, seconds = fit_ode_net(arch, x, y, num_steps, settings["batch_size"],
                                          settings["lr"], settings["final_lr_fraction"],
@@ -224,6 +223,8 @@ def main(argv=None) -> dict:
     p.add_argument("--digits-steps", type=int, default=DIGITS_FIT["num_steps"])
     p.add_argument("--digits-sigma", type=float, default=DIGITS["sigma"],
                    help="diffusion of the SDE-BNN's OU prior")
+    p.add_argument("--digits-theta", type=float, default=DIGITS["theta"],
+                   help="mean-reversion rate of the SDE-BNN's OU prior")
     p.add_argument("--budget-seconds", type=float, default=600.0,
                    help="training wall-time cap per digits model")
     p.add_argument("--skip-speed", action="store_true")
@@ -280,12 +281,13 @@ def main(argv=None) -> dict:
                   f"{r['trace_var']:>20.3f} {r['stl_var'] / r['trace_var']:>8.1e}")
 
     if not args.skip_digits:
+        prior = OUPrior(sigma=args.digits_sigma, theta=args.digits_theta)
         print(f"\ndigits (1347 train / 450 test), MLP field width {DIGITS['width']}, K = "
-              f"{DIGITS['steps']}, OUPrior({args.digits_sigma}), {args.digits_steps} steps of 128, "
+              f"{DIGITS['steps']}, {prior}, {args.digits_steps} steps of 128, "
               f"{DIGITS_FIT['num_particles']} particles, lr {DIGITS_FIT['lr']} decaying 10x, "
               f"at most {args.budget_seconds:.0f} s each")
         print(f"{'model':<9} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} {'seconds':>8}")
-        res = run_digits(device, args.digits_steps, args.budget_seconds, args.digits_sigma)
+        res = run_digits(device, args.digits_steps, args.budget_seconds, prior)
         out["digits"] = res
         for name, r in res.items():
             print(f"{name:<9} {r['accuracy']:>6.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} "
