@@ -37,7 +37,7 @@ states are recorded as they are passed to the drift. ``tests/test_sde_paths.py``
 simulators on a uniform and a non-uniform grid (each value equals the previous one plus the Euler
 step with its increment, to 1e-12, with exactly one drift evaluation per step) and that the two
 agree bit for bit. The plain chain is the default because torchsde's per-step Python work (its
-loop, time arithmetic and one more multiply-add) made the digits SVI step 7-10% slower than a
+loop, time arithmetic and one more multiply-add) made the digits SVI step 6-14% slower than a
 hand-written loop, and none of its other features (adaptive steps, higher-order schemes,
 Brownian trees) keeps the density (2) exact (docs/sdebnn.md has the measured table).
 """
