@@ -25,11 +25,15 @@ block with the MLP field 32 -> 32 -> 32, K = 10, a linear readout) with the same
 and learning-rate schedule and reports test accuracy, NLL and ECE (10 bins) on averaged
 predictive probabilities: the SDE-BNN (``OUPrior(sigma=2)``, STL, 8 vectorised particles), the
 deterministic ODE-net (weights constant in depth, Adam, weight decay 1e-4) and a mean-field BNN
-(weights constant in depth, prior N(0, 1), ``AutoNormal``, STL, 8 particles).
+(weights constant in depth, prior N(0, 1), ``AutoNormal``, STL, 8 particles). ``--digits-seeds``
+repeats the three fits for several seeds (initial weights, minibatches, posterior draws) and
+adds their mean and standard deviation: with 450 test images the seed-to-seed spread is as large
+as the differences between settings.
 
     python benchmarks/sdebnn.py                          # everything (about 15 CPU minutes)
     python benchmarks/sdebnn.py --skip-digits --skip-exact
     python benchmarks/sdebnn.py --skip-speed --skip-memory --skip-exact   # digits only
+    python benchmarks/sdebnn.py --skip-speed --skip-memory --skip-exact --digits-seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -192,27 +196,34 @@ def digits_model(prior: OUPrior, seed: int = 0) -> SDEBNNClassifier:
                             seed=seed)
 
 
-def run_digits(device, num_steps: int, budget: float | None, prior: OUPrior) -> dict[str, dict]:
+def run_digits(device, num_steps: int, budget: float | None, prior: OUPrior, seed: int = 0,
+               samples: int = 256) -> dict[str, dict]:
+    """Train and score the three digits models; ``seed`` sets the initial weights, the
+    minibatches and the posterior draws of training and prediction (``samples`` of them)."""
     d = data.digits()
     x, y, xte = d.x_train.to(device), d.y_train.to(device), d.x_test.to(device)
     settings = {**DIGITS_FIT, "num_steps": num_steps}
     results = {}
     for name in ("sdebnn", "ode-net", "mf-bnn"):
         pyro.clear_param_store()
-        arch = digits_model(prior).to(device)
+        arch = digits_model(prior, seed).to(device)
         if name == "ode-net":
             steps, seconds = fit_ode_net(arch, x, y, num_steps, settings["batch_size"],
                                          settings["lr"], settings["final_lr_fraction"],
-                                         max_seconds=budget)
+                                         max_seconds=budget, seed=seed)
             model = arch
         else:
             model = arch if name == "sdebnn" else MeanFieldODENet(arch).to(device)
             hist = fit(model.model, model.guide, x, y, max_seconds=budget, progress=False,
-                       seed=0, **settings)
+                       seed=seed, **settings)
             steps, seconds = hist.steps, hist.seconds
-        probs = predict_probs(name, model, xte, samples=32, seed=0)
+        probs = predict_probs(name, model, xte, samples=samples, seed=seed)
         results[name] = {**scores(probs, d.y_test), "steps": steps, "seconds": seconds}
     return results
+
+
+def _mean_sd(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
 
 
 def main(argv=None) -> dict:
@@ -225,6 +236,10 @@ def main(argv=None) -> dict:
                    help="diffusion of the SDE-BNN's OU prior")
     p.add_argument("--digits-theta", type=float, default=DIGITS["theta"],
                    help="mean-reversion rate of the SDE-BNN's OU prior")
+    p.add_argument("--digits-seeds", type=int, nargs="+", default=[0],
+                   help="one digits run per seed; with several, also their mean and sd")
+    p.add_argument("--digits-samples", type=int, default=256,
+                   help="posterior samples averaged in the digits predictions")
     p.add_argument("--budget-seconds", type=float, default=600.0,
                    help="training wall-time cap per digits model")
     p.add_argument("--skip-speed", action="store_true")
@@ -285,13 +300,23 @@ def main(argv=None) -> dict:
         print(f"\ndigits (1347 train / 450 test), MLP field width {DIGITS['width']}, K = "
               f"{DIGITS['steps']}, {prior}, {args.digits_steps} steps of 128, "
               f"{DIGITS_FIT['num_particles']} particles, lr {DIGITS_FIT['lr']} decaying 10x, "
+              f"{args.digits_samples} posterior samples per prediction, "
               f"at most {args.budget_seconds:.0f} s each")
-        print(f"{'model':<9} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} {'seconds':>8}")
-        res = run_digits(device, args.digits_steps, args.budget_seconds, prior)
-        out["digits"] = res
-        for name, r in res.items():
-            print(f"{name:<9} {r['accuracy']:>6.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} "
-                  f"{r['steps']:>7} {r['seconds']:>8.0f}")
+        print(f"{'model':<9} {'seed':>4} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} "
+              f"{'seconds':>8}")
+        runs = []
+        for seed in args.digits_seeds:
+            runs.append(run_digits(device, args.digits_steps, args.budget_seconds, prior, seed,
+                                   args.digits_samples))
+            for name, r in runs[-1].items():
+                print(f"{name:<9} {seed:>4} {r['accuracy']:>6.4f} {r['nll']:>7.4f} "
+                      f"{r['ece']:>7.4f} {r['steps']:>7} {r['seconds']:>8.0f}", flush=True)
+        out["digits"] = runs[0] if len(runs) == 1 else runs
+        if len(runs) > 1:
+            print(f"mean +- sd over {len(runs)} seeds")
+            for name in runs[0]:
+                cells = [_mean_sd([r[name][k] for r in runs]) for k in ("accuracy", "nll", "ece")]
+                print(f"{name:<9} " + "  ".join(cells))
     print(f"\nmax RSS of this process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.json:

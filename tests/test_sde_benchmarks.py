@@ -38,3 +38,17 @@ def test_memory_table_runs_on_the_cpu():
     line = next(row for row in out.splitlines() if row.strip().startswith("10 "))
     full, checkpointed, _ = map(float, line.split()[1:])
     assert full > 0 and checkpointed > 0
+
+
+def test_digits_table_over_seeds_reports_each_seed_and_the_mean(tmp_path):
+    out = _run(BENCH / "sdebnn.py", "--skip-speed", "--skip-memory", "--skip-exact",
+               "--digits-steps", "3", "--digits-seeds", "0", "1", "--digits-samples", "2",
+               "--json", tmp_path / "digits.json")
+    runs = json.loads((tmp_path / "digits.json").read_text())["digits"]
+    assert len(runs) == 2 and all(set(r) == {"sdebnn", "ode-net", "mf-bnn"} for r in runs)
+    assert all(r[m]["steps"] == 3 for r in runs for m in r)
+    assert "2 posterior samples per prediction" in out and "mean +- sd over 2 seeds" in out
+    mean_row = out.split("mean +- sd over 2 seeds")[1].splitlines()[1].split()
+    accuracies = [r["sdebnn"]["accuracy"] for r in runs]
+    assert mean_row[0] == "sdebnn"
+    assert float(mean_row[1]) == round(sum(accuracies) / 2, 4)
