@@ -36,7 +36,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule, pyro_method
 from pyro.poutine.util import site_is_subsample
 
-from ._validation import check_positive_int, check_rows, check_tensor
+from ._validation import check_positive_int, check_rows_once, check_tensor
 from .likelihoods import Likelihood
 from .predictive import Prediction
 from .seeding import seeded
@@ -123,7 +123,7 @@ class BayesianModel(Recorded, PyroModule):
     # ------------------------------------------------------------------ the protocol
     def _inputs(self, x: Any) -> torch.Tensor:
         """``x`` checked by the subclass, then for rows, finiteness and the model's dtype."""
-        x = check_rows("x", self.check_inputs(x))
+        x = check_rows_once("x", self.check_inputs(x))
         dtype = next((t.dtype for t in (*self.parameters(), *self.buffers())
                       if t.is_floating_point()), x.dtype)
         if x.dtype != dtype:

@@ -52,3 +52,10 @@ def test_digits_table_over_seeds_reports_each_seed_and_the_mean(tmp_path):
     accuracies = [r["sdebnn"]["accuracy"] for r in runs]
     assert mean_row[0] == "sdebnn"
     assert float(mean_row[1]) == round(sum(accuracies) / 2, 4)
+
+
+def test_input_check_benchmark_prints_both_variants():
+    out = _run(BENCH / "input_checks.py", "--data", "digits", "--reps", "2")
+    row = next(line for line in out.splitlines() if line.startswith("digits"))
+    once, every, ratio = map(float, row.split()[-3:])
+    assert once > 0 and every > 0 and abs(ratio - once / every) < 2e-3

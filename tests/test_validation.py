@@ -9,7 +9,14 @@ import pytest
 import torch
 
 import bayesdepth as bd
-from bayesdepth._validation import check_positive, check_positive_int, check_rows, check_seed
+from bayesdepth import _validation
+from bayesdepth._validation import (
+    check_positive,
+    check_positive_int,
+    check_rows,
+    check_rows_once,
+    check_seed,
+)
 from bayesdepth.seeding import seeded
 from bayesdepth.threads import pyro_exclusive
 
@@ -39,6 +46,35 @@ def test_check_rows_names_the_first_bad_row():
     x[3, 1] = float("inf")
     with pytest.raises(ValueError, match="x has a NaN or infinite value in row 3"):
         check_rows("x", x)
+
+
+def test_check_rows_once_checks_a_tensor_again_only_when_it_changed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_validation, "check_rows",
+                        lambda name, value: calls.append(name) or check_rows(name, value))
+    x = torch.zeros(6, 3)
+    for _ in range(3):
+        assert check_rows_once("x", x) is x
+    assert calls == ["x"]  # the whole-data check ran once for three calls
+    check_rows_once("x", x.clone())  # another tensor with the same values is checked
+    assert calls == ["x", "x"]
+    x[4, 2] = float("nan")  # written in place: its version counter moved
+    with pytest.raises(ValueError, match="x has a NaN or infinite value in row 4"):
+        check_rows_once("x", x)
+    with torch.inference_mode():  # no version counter: checked every time
+        y = torch.ones(2, 2)
+    check_rows_once("y", y)
+    check_rows_once("y", y)
+    assert calls.count("y") == 2
+
+
+def test_a_model_sees_a_nan_written_into_its_data_between_steps():
+    clf = bd.SDEBNNClassifier(4, 3, width=4, steps=2, seed=0)
+    x, y = torch.randn(10, 4), torch.arange(10) % 3
+    bd.fit(clf.model, clf.guide, x, y, num_steps=1, batch_size=5, progress=False)
+    x[7, 0] = float("inf")
+    with pytest.raises(ValueError, match="x has a NaN or infinite value in row 7"):
+        bd.fit(clf.model, clf.guide, x, y, num_steps=1, batch_size=5, progress=False)
 
 
 @pytest.mark.parametrize(("seed", "exc"), [(-1, ValueError), (2**63, ValueError),
