@@ -168,7 +168,7 @@ def _version(value: torch.Tensor) -> int | None:
 
 
 def check_rows_once(name: str, value: torch.Tensor) -> torch.Tensor:
-    """:func:`check_rows`, skipped for the very tensor that last passed it, unmodified since.
+    """:func:`check_rows`, skipped for a tensor that has passed it and is unmodified since.
 
     Pyro's ``plate(subsample_size=...)`` hands the model the whole data set at every SVI step;
     checking every entry each time cost 318 ms per step for MNIST-sized inputs (60000 x 784,
