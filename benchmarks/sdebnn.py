@@ -23,7 +23,8 @@ the exact Doob h-transform: the ELBO gap and the STL gradient variance vanish as
 Part 4 trains three digits classifiers of one architecture (a linear encoder to 32 features, one
 block with the MLP field 32 -> 32 -> 32, K = 10, a linear readout) with the same number of steps
 and learning-rate schedule and reports test accuracy, NLL and ECE (10 bins) on averaged
-predictive probabilities: the SDE-BNN (``OUPrior(sigma=2)``, STL, 8 vectorised particles), the
+predictive probabilities (and their mean top probability, ``conf``: below the accuracy means
+underconfident): the SDE-BNN (``OUPrior(sigma=2)``, STL, 8 vectorised particles), the
 deterministic ODE-net (weights constant in depth, Adam, weight decay 1e-4) and a mean-field BNN
 (weights constant in depth, prior N(0, 1), ``AutoNormal``, STL, 8 particles). ``--digits-seeds``
 repeats the three fits for several seeds (initial weights, minibatches, posterior draws) and
@@ -218,7 +219,8 @@ def run_digits(device, num_steps: int, budget: float | None, prior: OUPrior, see
                        seed=seed, **settings)
             steps, seconds = hist.steps, hist.seconds
         probs = predict_probs(name, model, xte, samples=samples, seed=seed)
-        results[name] = {**scores(probs, d.y_test), "steps": steps, "seconds": seconds}
+        results[name] = {**scores(probs, d.y_test), "steps": steps, "seconds": seconds,
+                         "confidence": float(probs.max(-1).values.mean())}
     return results
 
 
@@ -302,15 +304,16 @@ def main(argv=None) -> dict:
               f"{DIGITS_FIT['num_particles']} particles, lr {DIGITS_FIT['lr']} decaying 10x, "
               f"{args.digits_samples} posterior samples per prediction, "
               f"at most {args.budget_seconds:.0f} s each")
-        print(f"{'model':<9} {'seed':>4} {'acc':>6} {'NLL':>7} {'ECE':>7} {'steps':>7} "
-              f"{'seconds':>8}")
+        print(f"{'model':<9} {'seed':>4} {'acc':>6} {'NLL':>7} {'ECE':>7} {'conf':>6} "
+              f"{'steps':>7} {'seconds':>8}")
         runs = []
         for seed in args.digits_seeds:
             runs.append(run_digits(device, args.digits_steps, args.budget_seconds, prior, seed,
                                    args.digits_samples))
             for name, r in runs[-1].items():
                 print(f"{name:<9} {seed:>4} {r['accuracy']:>6.4f} {r['nll']:>7.4f} "
-                      f"{r['ece']:>7.4f} {r['steps']:>7} {r['seconds']:>8.0f}", flush=True)
+                      f"{r['ece']:>7.4f} {r['confidence']:>6.4f} {r['steps']:>7} "
+                      f"{r['seconds']:>8.0f}", flush=True)
         out["digits"] = runs[0] if len(runs) == 1 else runs
         if len(runs) > 1:
             print(f"mean +- sd over {len(runs)} seeds")
